@@ -1,0 +1,1 @@
+"""Dagster objects, one folder per stage of the data's journey."""

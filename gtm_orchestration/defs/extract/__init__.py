@@ -1,0 +1,1 @@
+"""Dagster objects of the extract stage."""

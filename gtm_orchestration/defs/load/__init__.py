@@ -1,0 +1,1 @@
+"""Dagster objects of the load stage."""

@@ -1,0 +1,53 @@
+"""Running per-value Python rules over a batch: once per distinct value, joined back in SQL."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+_names = itertools.count()
+
+
+def distinct_lookup(
+    con: duckdb.DuckDBPyConnection,
+    relation: str,
+    expressions: Sequence[str],
+    rule: Callable[..., Sequence[Any]],
+    schema: pa.Schema,
+) -> str:
+    """Register a lookup table of ``rule`` over the distinct values of ``expressions``.
+
+    ``rule`` gets one argument per expression and returns one value per field of
+    ``schema``. The lookup has columns ``k0..kN`` (the inputs, nulls included) followed by
+    the schema's fields; join on ``k0 IS NOT DISTINCT FROM ...``. Returns its name.
+    """
+    keys = ", ".join(f"{expr} AS k{i}" for i, expr in enumerate(expressions))
+    distinct = con.sql(f"SELECT DISTINCT {keys} FROM {relation}").fetchall()
+    results = [rule(*row) for row in distinct]
+    arrays: dict[str, pa.Array] = {}
+    for i in range(len(expressions)):
+        arrays[f"k{i}"] = pa.array([row[i] for row in distinct])
+    for j, out in enumerate(schema):
+        arrays[out.name] = pa.array([result[j] for result in results], type=out.type)
+    name = f"lookup_{next(_names)}"
+    table = pa.table(arrays) if distinct else _empty(len(expressions), schema, con, relation)
+    con.register(name, table)
+    return name
+
+
+def _empty(
+    n_keys: int, schema: pa.Schema, con: duckdb.DuckDBPyConnection, relation: str
+) -> pa.Table:
+    fields = [pa.field(f"k{i}", pa.string()) for i in range(n_keys)] + list(schema)
+    return pa.Table.from_pylist([], schema=pa.schema(fields))
+
+
+def join_on(lookup: str, expressions: Sequence[str]) -> str:
+    """The ON clause that joins ``lookup`` back to the expressions it was built from."""
+    return " AND ".join(
+        f"{lookup}.k{i} IS NOT DISTINCT FROM {expr}" for i, expr in enumerate(expressions)
+    )

@@ -1,0 +1,1 @@
+"""HTTP clients of the SaaS APIs the pipeline reads from and writes to."""

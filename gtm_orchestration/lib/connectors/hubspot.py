@@ -1,0 +1,142 @@
+"""A small HubSpot CRM v3 client over httpx: batch upsert and batch read.
+
+Retries 429, 5xx and transport errors with exponential backoff and jitter, honouring
+``Retry-After`` and the ten-second rolling window that HubSpot's 429 names.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+BATCH_LIMIT = 100
+
+
+class HubSpotError(RuntimeError):
+    """A request failed for good (after retries, or with a non-retryable status)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class BatchResult:
+    """Outcome of one batch call: records that succeeded and per-input errors."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+class HubSpotClient:
+    """CRM v3 objects API. ``base_url`` is the API root (the sandbox or api.hubapi.com)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        access_token: str,
+        *,
+        max_attempts: int = 6,
+        timeout_s: float = 30.0,
+        backoff_base_s: float = 0.5,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=timeout_s,
+        )
+        self._max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> HubSpotClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def batch_upsert(
+        self, object_type: str, id_property: str, inputs: Sequence[tuple[str, dict[str, str]]]
+    ) -> BatchResult:
+        """Upsert up to 100 records given as (unique value, properties)."""
+        if len(inputs) > BATCH_LIMIT:
+            raise ValueError(f"batch of {len(inputs)} exceeds HubSpot's {BATCH_LIMIT}")
+        body = {
+            "inputs": [
+                {"idProperty": id_property, "id": key, "properties": props} for key, props in inputs
+            ]
+        }
+        data = self._request("POST", f"/crm/v3/objects/{object_type}/batch/upsert", body)
+        return BatchResult(data.get("results", []), data.get("errors", []))
+
+    def batch_read(
+        self,
+        object_type: str,
+        ids: Sequence[str],
+        *,
+        id_property: str | None = None,
+        properties: Sequence[str] = (),
+        properties_with_history: Sequence[str] = (),
+    ) -> BatchResult:
+        """Read up to 100 records by id or by a unique property; missing ones are absent."""
+        body: dict[str, Any] = {
+            "inputs": [{"id": i} for i in ids],
+            "properties": list(properties),
+            "propertiesWithHistory": list(properties_with_history),
+        }
+        if id_property:
+            body["idProperty"] = id_property
+        data = self._request("POST", f"/crm/v3/objects/{object_type}/batch/read", body)
+        return BatchResult(data.get("results", []), data.get("errors", []))
+
+    def _request(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        last_problem = ""
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                response = self._http.request(method, path, json=body)
+            except httpx.TransportError as exc:
+                last_problem = f"transport error: {type(exc).__name__}"
+                self._sleep(attempt, None)
+                continue
+            if response.status_code in (200, 201, 207):
+                return response.json()
+            if response.status_code == 429 or response.status_code >= 500:
+                last_problem = f"HTTP {response.status_code}"
+                self._sleep(attempt, response)
+                continue
+            raise HubSpotError(
+                f"{method} {path}: HTTP {response.status_code}: {_message(response)}",
+                response.status_code,
+            )
+        raise HubSpotError(
+            f"{method} {path}: gave up after {self._max_attempts} tries ({last_problem})"
+        )
+
+    def _sleep(self, attempt: int, response: httpx.Response | None) -> None:
+        if attempt >= self._max_attempts:
+            return
+        delay = self._backoff_base_s * 2 ** (attempt - 1)
+        if response is not None:
+            retry_after = response.headers.get("Retry-After")
+            if retry_after and retry_after.isdigit():
+                delay = max(delay, float(retry_after))
+            elif response.status_code == 429:
+                interval_ms = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+                if interval_ms and interval_ms.isdigit():
+                    # The rolling window frees capacity gradually; a tenth of it is plenty.
+                    delay = max(delay, int(interval_ms) / 10_000)
+        time.sleep(min(delay, 30.0) * random.uniform(0.5, 1.0) + 0.05)
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("message", response.text))[:500]
+    except ValueError:
+        return response.text[:500]

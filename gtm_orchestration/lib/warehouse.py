@@ -1,0 +1,148 @@
+"""The warehouse: DuckDB by default, one schema of pipeline tables.
+
+Tables written by the pipeline (all append-only except the current-state ones, marked):
+
+- ``raw.file_ingestions``   the ingestion log: one row per file seen, with its sha256.
+- ``raw.lead_rows``         every accepted row as landed, mapped to canonical fields.
+- ``raw.rejected_rows``     every row rejected at extraction, with line, field and reason.
+- ``gtm.leads``             (current state per partition) transformed, deduplicated leads.
+- ``gtm.companies``         (current state per partition) companies derived from leads.
+- ``gtm.sync_ledger``       (current state) what was last confirmed per CRM record.
+- ``gtm.crm_sync_log``      every record sent to a CRM, with the outcome.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from gtm_orchestration.lib.mapping import CANONICAL_FIELDS
+
+_CANONICAL_COLUMNS = ",\n    ".join(f"{field} VARCHAR" for field in CANONICAL_FIELDS)
+
+DDL: tuple[str, ...] = (
+    "CREATE SCHEMA IF NOT EXISTS raw",
+    "CREATE SCHEMA IF NOT EXISTS gtm",
+    """CREATE TABLE IF NOT EXISTS raw.file_ingestions (
+    source VARCHAR NOT NULL,
+    file_path VARCHAR NOT NULL,
+    file_name VARCHAR NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    status VARCHAR NOT NULL,          -- ingested | rejected | duplicate
+    error VARCHAR,
+    rows_total INTEGER NOT NULL,
+    rows_accepted INTEGER NOT NULL,
+    rows_rejected INTEGER NOT NULL,
+    mapping_version INTEGER NOT NULL,
+    partition_date DATE NOT NULL,
+    file_modified_at TIMESTAMPTZ NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR
+)""",
+    f"""CREATE TABLE IF NOT EXISTS raw.lead_rows (
+    source VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    line INTEGER NOT NULL,
+    {_CANONICAL_COLUMNS},
+    mapping_version INTEGER NOT NULL,
+    partition_date DATE NOT NULL,
+    landed_at TIMESTAMPTZ NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS raw.rejected_rows (
+    source VARCHAR NOT NULL,
+    source_file VARCHAR NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    line INTEGER,
+    field VARCHAR,
+    value VARCHAR,
+    reason VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS gtm.sync_ledger (
+    destination VARCHAR NOT NULL,
+    object_type VARCHAR NOT NULL,
+    record_key VARCHAR NOT NULL,
+    crm_id VARCHAR,
+    payload_hash VARCHAR NOT NULL,
+    payload VARCHAR NOT NULL,
+    synced_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (destination, object_type, record_key)
+)""",
+    """CREATE TABLE IF NOT EXISTS gtm.crm_sync_log (
+    run_id VARCHAR,
+    destination VARCHAR NOT NULL,
+    object_type VARCHAR NOT NULL,
+    record_key VARCHAR NOT NULL,
+    crm_id VARCHAR,
+    action VARCHAR NOT NULL,          -- created | updated | unchanged | failed
+    payload VARCHAR NOT NULL,
+    kept_properties VARCHAR,          -- properties left alone because a rep edited them
+    error VARCHAR,
+    synced_at TIMESTAMPTZ NOT NULL
+)""",
+)
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse URL is not usable."""
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    """Where the warehouse lives; opens short-lived connections."""
+
+    url: str
+
+    @property
+    def duckdb_path(self) -> Path:
+        prefix = "duckdb:///"
+        if not self.url.startswith(prefix):
+            raise WarehouseError(
+                f"GTM_WAREHOUSE_URL {self.url.split('://')[0]}://... is not supported here; "
+                "expected duckdb:///<path>"
+            )
+        return Path(self.url[len(prefix) :])
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection with the pipeline's tables present.
+
+        DuckDB lets one process hold the file for writing; another process that wants it
+        (a concurrent run's step, a dry run) waits for it rather than failing at once.
+        """
+        path = self.duckdb_path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = _connect_with_retry(path, read_only=read_only and path.exists())
+        try:
+            if not read_only:
+                for statement in DDL:
+                    con.execute(statement)
+            yield con
+        finally:
+            con.close()
+
+
+def _connect_with_retry(
+    path: Path, *, read_only: bool, timeout_s: float = 120.0
+) -> duckdb.DuckDBPyConnection:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(delay + random.uniform(0, delay))
+            delay = min(delay * 2, 1.0)

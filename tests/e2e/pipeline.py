@@ -1,0 +1,36 @@
+"""Driving the pipeline the way a deployment does, for the end-to-end tests."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from gtm_orchestration.definitions import defs
+from gtm_orchestration.defs.resources import RESOURCES
+
+
+def sensor_runs(instance: dg.DagsterInstance, cursor: str | None = None) -> tuple[list, str | None]:
+    """Evaluate the file sensor once; returns its run requests and new cursor."""
+    sensor = defs.resolve_sensor_def("lead_file_sensor")
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES)
+    result = sensor(context)
+    if isinstance(result, dg.SkipReason):
+        return [], cursor
+    return list(result.run_requests or []), result.cursor
+
+
+def launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    """Execute a run request of the sensor on the instance, as the daemon would launch it."""
+    job = defs.resolve_job_def("lead_pipeline")
+    return job.execute_in_process(
+        instance=instance,
+        partition_key=request.partition_key,
+        tags=dict(request.tags) | {"dagster/run_key": request.run_key or ""},
+        raise_on_error=False,
+    )
+
+
+def run_day(instance: dg.DagsterInstance, day: str) -> dg.ExecuteInProcessResult:
+    """Materialize every pipeline asset of one landing day."""
+    return defs.resolve_job_def("lead_pipeline").execute_in_process(
+        instance=instance, partition_key=day, raise_on_error=False
+    )

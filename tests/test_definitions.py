@@ -1,0 +1,99 @@
+"""The asset graph, pinned: a lineage change shows up as a diff here."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from gtm_orchestration.definitions import defs
+
+EXPECTED_GROUPS = {
+    "raw_lead_rows": "extract",
+    "file_ingestion_log": "extract",
+    "rejected_lead_rows": "extract",
+    "leads": "transform",
+    "companies": "transform",
+    "hubspot_companies": "load",
+    "hubspot_contacts": "load",
+    "stg_lead_rows": "warehouse",
+    "stg_file_ingestions": "warehouse",
+    "stg_rejected_rows": "warehouse",
+    "stg_leads": "warehouse",
+    "stg_companies": "warehouse",
+    "stg_hubspot_contact_syncs": "warehouse",
+    "stg_hubspot_company_syncs": "warehouse",
+    "dim_leads": "warehouse",
+    "dim_companies": "warehouse",
+    "fct_crm_syncs": "warehouse",
+    "fct_file_ingestions": "warehouse",
+    "mart_daily_pipeline": "warehouse",
+}
+
+EXPECTED_DEPS = {
+    "raw_lead_rows": set(),
+    "leads": {"raw_lead_rows"},
+    "companies": {"leads"},
+    "hubspot_companies": {"companies"},
+    "hubspot_contacts": {"leads", "hubspot_companies"},
+    "stg_lead_rows": {"raw_lead_rows"},
+    "stg_file_ingestions": {"file_ingestion_log"},
+    "stg_rejected_rows": {"rejected_lead_rows"},
+    "stg_leads": {"leads"},
+    "stg_companies": {"companies"},
+    "stg_hubspot_contact_syncs": {"hubspot_contacts"},
+    "stg_hubspot_company_syncs": {"hubspot_companies"},
+    "dim_leads": {"stg_leads", "stg_hubspot_contact_syncs"},
+    "dim_companies": {"stg_companies"},
+    "fct_crm_syncs": {"stg_hubspot_contact_syncs", "stg_hubspot_company_syncs"},
+    "fct_file_ingestions": {"stg_file_ingestions"},
+    "mart_daily_pipeline": {"stg_file_ingestions", "stg_leads"},
+}
+
+EXPECTED_BLOCKING_CHECKS = {
+    ("leads", "required_fields_present"),
+    ("leads", "emails_unique"),
+    ("leads", "enumerations_valid"),
+    ("companies", "domains_unique"),
+    ("companies", "domains_well_formed"),
+}
+
+
+def test_asset_keys_and_groups() -> None:
+    graph = defs.resolve_asset_graph()
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == EXPECTED_GROUPS
+
+
+def test_asset_dependencies() -> None:
+    graph = defs.resolve_asset_graph()
+    for asset, deps in EXPECTED_DEPS.items():
+        parents = {k.to_user_string() for k in graph.get(dg.AssetKey(asset)).parent_keys}
+        assert parents == deps, asset
+
+
+def test_checks_guard_the_crm_load() -> None:
+    graph = defs.resolve_asset_graph()
+    checks = {
+        (key.asset_key.to_user_string(), key.name): graph.get_check_spec(key)
+        for key in graph.asset_check_keys
+    }
+    blocking = {k for k, spec in checks.items() if spec.blocking}
+    assert blocking >= EXPECTED_BLOCKING_CHECKS
+    # dbt tests come in as checks on the marts.
+    assert ("dim_leads", "unique_dim_leads_email") in checks
+    assert ("dim_companies", "unique_dim_companies_domain") in checks
+
+
+def test_pipeline_assets_share_the_landing_day_partitions() -> None:
+    graph = defs.resolve_asset_graph()
+    partitioned = {
+        key.to_user_string()
+        for key in graph.get_all_asset_keys()
+        if graph.get(key).partitions_def is not None
+    }
+    assert partitioned == {k for k, g in EXPECTED_GROUPS.items() if g != "warehouse"}
+
+
+def test_definitions_load_as_a_code_location() -> None:
+    # What the webserver and daemon do on start: every job, sensor and name must resolve.
+    dg.Definitions.validate_loadable(defs)
+    defs.get_repository_def().load_all_definitions()
