@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from gtm_orchestration.settings import SANDBOX_HOST, SANDBOX_PORT, Settings
+from gtm_orchestration.settings import RECEIVER_PORT, SANDBOX_HOST, SANDBOX_PORT, Settings
 
 
 def _sandbox_is_up(base_url: str) -> bool:
@@ -27,6 +27,13 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     serve(host=args.host, port=args.port, state_dir=settings.sandbox_dir)
+    return 0
+
+
+def _cmd_receiver(args: argparse.Namespace) -> int:
+    from gtm_orchestration.receiver.server import serve
+
+    serve(Settings.from_env().data_dir, host=args.host, port=args.port)
     return 0
 
 
@@ -141,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--host", default=SANDBOX_HOST)
     sandbox.add_argument("--port", type=int, default=SANDBOX_PORT)
     sandbox.set_defaults(handler=_cmd_sandbox)
+
+    receiver = commands.add_parser("receiver", help="serve the webhook receiver in the foreground")
+    receiver.add_argument("--host", default=SANDBOX_HOST)
+    receiver.add_argument("--port", type=int, default=RECEIVER_PORT)
+    receiver.set_defaults(handler=_cmd_receiver)
 
     dry = commands.add_parser("dry-run", help="what a file would send to the CRM, loading nothing")
     dry.add_argument("source", help="file source name in the mapping registry, e.g. leads")

@@ -13,6 +13,7 @@ import pyarrow as pa
 from gtm_orchestration.lib.crm_schema import build_payloads
 from gtm_orchestration.lib.lead_files import read_lead_file
 from gtm_orchestration.lib.mapping import MappingRegistry
+from gtm_orchestration.lib.normalize import normalize_email
 from gtm_orchestration.lib.transform import transform_leads
 from gtm_orchestration.lib.validation import looks_like_formula
 
@@ -62,8 +63,6 @@ def dry_run_file(
     lead_rows = leads.to_pylist()
     payloads = {p.key: p for p in build_payloads(lead_rows, mapping, "contacts")}
     winner_line = {lead["email"]: lead["line"] for lead in lead_rows}
-    from gtm_orchestration.lib.normalize import normalize_email
-
     out: list[tuple[int, dict[str, str], str, str]] = []
     for line, raw_email in zip(
         parsed.accepted.column("line").to_pylist(),
