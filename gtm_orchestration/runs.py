@@ -12,11 +12,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from gtm_orchestration.defs.extract.sensors import file_drop_run_requests
-from gtm_orchestration.lib.landing import scan_dropped_files
+from gtm_orchestration.defs.extract.crm_changes import new_hubspot_batches_request
+from gtm_orchestration.defs.extract.sensors import cursor_day, landed_run_requests
+from gtm_orchestration.lib.landing import scan_dropped_files, scan_lead_webhook_batches
 from gtm_orchestration.settings import Settings
 
-_CURSOR_KEY = "gtm/process/file_cursor"
+_FILE_CURSOR = "gtm/process/file_cursor"
+_WEBHOOK_CURSOR = "gtm/process/webhook_cursor"
+_HUBSPOT_CURSOR = "gtm/process/hubspot_webhook_cursor"
 INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
@@ -95,24 +98,45 @@ def _execute(
 def process_landing_zone(
     instance: dg.DagsterInstance, settings: Settings | None = None, *, warehouse: bool = True
 ) -> ProcessReport:
-    """Run the pipeline for every landing day with files not yet processed, then dbt.
+    """Run the pipeline for every landing day with new files or batches, then dbt.
 
-    The file cursor lives in the instance, so a second call with no new files runs
-    nothing. Returns every run's outcome.
+    The cursors live in the instance, so a second call with nothing new runs nothing.
+    Returns every run's outcome.
     """
     from gtm_orchestration.definitions import defs
 
     settings = settings or Settings.from_env()
-    cursor = instance.run_storage.get_cursor_values({_CURSOR_KEY}).get(_CURSOR_KEY)
+    cursors = instance.run_storage.get_cursor_values(
+        {_FILE_CURSOR, _WEBHOOK_CURSOR, _HUBSPOT_CURSOR}
+    )
     files = scan_dropped_files(settings.files_landing_dir)
-    requests, new_cursor = file_drop_run_requests(files, cursor)
+    file_requests, file_cursor = landed_run_requests(files, cursors.get(_FILE_CURSOR), "file_drop")
+    batches = scan_lead_webhook_batches(
+        settings.landing_dir, since_day=cursor_day(cursors.get(_WEBHOOK_CURSOR))
+    )
+    batch_requests, webhook_cursor = landed_run_requests(
+        batches, cursors.get(_WEBHOOK_CURSOR), "webhook"
+    )
+    # One run per landing day takes in everything new of that day.
+    days = sorted({r.partition_key for r in file_requests + batch_requests if r.partition_key})
     report = ProcessReport()
-    for request in requests:
-        tags = dict(request.tags) | {"gtm/launched_by": "gtm process"}
-        report.runs.append(_execute(defs, "lead_pipeline", instance, request.partition_key, tags))
-    if requests and new_cursor is not None and report.success:
-        instance.run_storage.set_cursor_values({_CURSOR_KEY: new_cursor})
-    if warehouse and requests:
+    for day in days:
+        tags = {"gtm/launched_by": "gtm process"}
+        report.runs.append(_execute(defs, "lead_pipeline", instance, day, tags))
+    if days and report.success:
+        new_cursors = {_FILE_CURSOR: file_cursor, _WEBHOOK_CURSOR: webhook_cursor}
+        instance.run_storage.set_cursor_values({k: v for k, v in new_cursors.items() if v})
+    request, hubspot_cursor = new_hubspot_batches_request(
+        settings.landing_dir, cursors.get(_HUBSPOT_CURSOR)
+    )
+    if request is not None:
+        outcome = _execute(
+            defs, "crm_change_capture", instance, None, {"gtm/launched_by": "gtm process"}
+        )
+        report.runs.append(outcome)
+        if outcome.success and hubspot_cursor:
+            instance.run_storage.set_cursor_values({_HUBSPOT_CURSOR: hubspot_cursor})
+    if warehouse and report.runs:
         report.runs.append(
             _execute(defs, "build_warehouse", instance, None, {"gtm/launched_by": "gtm process"})
         )

@@ -10,10 +10,14 @@ EXPECTED_GROUPS = {
     "raw_lead_rows": "extract",
     "file_ingestion_log": "extract",
     "rejected_lead_rows": "extract",
+    "raw_engagement_events": "extract",
+    "hubspot_contact_snapshot": "extract",
     "leads": "transform",
+    "engagement_scores": "transform",
     "companies": "transform",
     "hubspot_companies": "load",
     "hubspot_contacts": "load",
+    "hubspot_engagement": "load",
     "stg_lead_rows": "warehouse",
     "stg_file_ingestions": "warehouse",
     "stg_rejected_rows": "warehouse",
@@ -34,6 +38,8 @@ EXPECTED_DEPS = {
     "companies": {"leads"},
     "hubspot_companies": {"companies"},
     "hubspot_contacts": {"leads", "hubspot_companies"},
+    "engagement_scores": {"raw_engagement_events"},
+    "hubspot_engagement": {"engagement_scores", "hubspot_contacts"},
     "stg_lead_rows": {"raw_lead_rows"},
     "stg_file_ingestions": {"file_ingestion_log"},
     "stg_rejected_rows": {"rejected_lead_rows"},
@@ -90,7 +96,27 @@ def test_pipeline_assets_share_the_landing_day_partitions() -> None:
         for key in graph.get_all_asset_keys()
         if graph.get(key).partitions_def is not None
     }
-    assert partitioned == {k for k, g in EXPECTED_GROUPS.items() if g != "warehouse"}
+    # Change capture follows the CRM's clock, not landing days.
+    unpartitioned = {"hubspot_contact_snapshot"}
+    assert partitioned == {
+        k for k, g in EXPECTED_GROUPS.items() if g != "warehouse" and k not in unpartitioned
+    }
+
+
+def test_jobs_schedules_and_sensors() -> None:
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {
+        "lead_pipeline",
+        "build_warehouse",
+        "crm_change_capture",
+    }
+    lead_job = defs.resolve_job_def("lead_pipeline")
+    assert "hubspot_contact_snapshot" not in {
+        k.to_user_string() for k in lead_job.asset_layer.selected_asset_keys
+    }
+    assert defs.resolve_schedule_def("crm_change_poll").cron_schedule == "*/5 * * * *"
+    sensors = {"lead_file_sensor", "webhook_batch_sensor", "hubspot_webhook_sensor"}
+    for name in sensors:
+        assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_definitions_load_as_a_code_location() -> None:

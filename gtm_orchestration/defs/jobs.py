@@ -4,11 +4,10 @@ import dagster as dg
 
 lead_pipeline_job = dg.define_asset_job(
     name="lead_pipeline",
-    selection=dg.AssetSelection.groups("extract", "transform", "load"),
-    description="Extract, transform and load one landing day's files.",
-    # The steps run one after another (they share the warehouse pool); one process per run
-    # saves re-importing the code location for every step.
-    executor_def=dg.in_process_executor,
+    # CRM change capture is extracted on its own schedule, unpartitioned.
+    selection=dg.AssetSelection.groups("extract", "transform", "load")
+    - dg.AssetSelection.assets("hubspot_contact_snapshot"),
+    description="Extract, transform and load one landing day's files and webhook batches.",
 )
 
 warehouse_job = dg.define_asset_job(

@@ -23,9 +23,13 @@ class LandingZoneResource(dg.ConfigurableResource):
     data_dir: str | None = None
 
     @property
-    def files_dir(self) -> Path:
+    def landing_dir(self) -> Path:
         data_dir = Path(self.data_dir) if self.data_dir else Settings.from_env().data_dir
-        return data_dir / "landing" / "files"
+        return data_dir / "landing"
+
+    @property
+    def files_dir(self) -> Path:
+        return self.landing_dir / "files"
 
 
 class WarehouseResource(dg.ConfigurableResource):

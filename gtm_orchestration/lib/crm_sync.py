@@ -32,6 +32,7 @@ class SyncSummary:
     updated: int = 0
     failed: int = 0
     rep_edits_kept: int = 0
+    not_in_crm: int = 0  # left alone because the stream only updates existing records
     requests: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -65,50 +66,64 @@ def sync_payloads(
     payloads: Sequence[Payload],
     *,
     destination: str = "hubspot",
+    stream: str | None = None,
+    create: bool = True,
     run_id: str | None = None,
 ) -> SyncSummary:
     """Send the changed ``payloads`` in batches of 100 and record the outcome.
 
-    Returns the counts. The ledger row of a record is written only after the CRM
-    confirmed it, so a crash between send and record makes the next run resend it, which
-    the upsert makes harmless.
+    ``stream`` names the ledger's record of these payloads (default: the object type), so
+    that several streams (contact fields, engagement scores) can update one CRM record.
+    With ``create=False`` records missing from the CRM are left alone. Returns the counts.
+    The ledger row of a record is written only after the CRM confirmed it, so a crash
+    between send and record makes the next run resend it, which the upsert makes harmless.
     """
     unique = portal_schema().objects[object_type].unique_property
-    summary = SyncSummary(object_type, payloads=len(payloads))
-    todo = _changed(con, destination, object_type, payloads)
+    target = _Target(object_type, unique, destination, stream or object_type, create, run_id)
+    summary = SyncSummary(target.stream, payloads=len(payloads))
+    todo = _changed(con, destination, target.stream, payloads)
     summary.unchanged = len(payloads) - len(todo)
     for start in range(0, len(todo), BATCH_LIMIT):
-        batch = todo[start : start + BATCH_LIMIT]
-        _sync_batch(client, con, object_type, unique, batch, destination, run_id, summary)
+        _sync_batch(client, con, target, todo[start : start + BATCH_LIMIT], summary)
     return summary
+
+
+@dataclass(frozen=True)
+class _Target:
+    object_type: ObjectType
+    unique: str
+    destination: str
+    stream: str
+    create: bool
+    run_id: str | None
 
 
 def _sync_batch(
     client: HubSpotClient,
     con: duckdb.DuckDBPyConnection,
-    object_type: ObjectType,
-    unique: str,
+    target: _Target,
     batch: list[Payload],
-    destination: str,
-    run_id: str | None,
     summary: SyncSummary,
 ) -> None:
     props = sorted({p for payload in batch for p in payload.properties})
     existing = client.batch_read(
-        object_type,
+        target.object_type,
         [p.key for p in batch],
-        id_property=unique,
+        id_property=target.unique,
         properties=props,
         properties_with_history=props,
     )
     summary.requests += 1
-    current = {r["properties"][unique].lower(): r for r in existing.results}
+    current = {r["properties"][target.unique].lower(): r for r in existing.results}
 
-    fill_only = field_ownership().fill_if_empty(object_type)
+    fill_only = field_ownership().fill_if_empty(target.object_type)
     to_send: list[tuple[Payload, dict[str, str], set[str]]] = []
     confirmed: list[tuple[Payload, str, str, set[str]]] = []
     for payload in batch:
         record = current.get(payload.key.lower())
+        if record is None and not target.create:
+            summary.not_in_crm += 1
+            continue
         kept = _rep_owned(record) & set(payload.properties) if record else set()
         summary.rep_edits_kept += len(kept)
         if record:
@@ -121,17 +136,19 @@ def _sync_batch(
             to_send.append((payload, outgoing, kept))
 
     if to_send:
-        result = client.batch_upsert(object_type, unique, [(p.key, o) for p, o, _ in to_send])
+        result = client.batch_upsert(
+            target.object_type, target.unique, [(p.key, o) for p, o, _ in to_send]
+        )
         summary.requests += 1
-        by_key = {r["properties"][unique].lower(): r for r in result.results}
+        by_key = {r["properties"][target.unique].lower(): r for r in result.results}
         failed_msgs = _errors_by_key(result.errors)
         for payload, _, kept in to_send:
             record = by_key.get(payload.key.lower())
             if record is None:
                 message = failed_msgs.get(payload.key.lower()) or _summary_error(result.errors)
                 summary.failed += 1
-                summary.errors.append(f"{object_type} {payload.key}: {message}")
-                _log(con, run_id, destination, object_type, payload, None, "failed", kept, message)
+                summary.errors.append(f"{target.stream} {payload.key}: {message}")
+                _log(con, target, [(payload, None, "failed", kept, message)])
                 continue
             action = "created" if record.get("new") else "updated"
             if action == "created":
@@ -141,21 +158,25 @@ def _sync_batch(
             confirmed.append((payload, record["id"], action, kept))
     summary.unchanged += sum(1 for _, _, action, _ in confirmed if action == "unchanged")
 
+    if not confirmed:
+        return
     now = datetime.now(UTC)
-    for payload, crm_id, action, kept in confirmed:
-        con.execute(
-            "INSERT OR REPLACE INTO gtm.sync_ledger VALUES (?, ?, ?, ?, ?, ?, ?)",
+    con.executemany(
+        "INSERT OR REPLACE INTO gtm.sync_ledger VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
             [
-                destination,
-                object_type,
+                target.destination,
+                target.stream,
                 payload.key,
                 crm_id,
                 payload.digest,
                 json.dumps(payload.properties, sort_keys=True),
                 now,
-            ],
-        )
-        _log(con, run_id, destination, object_type, payload, crm_id, action, kept, None)
+            ]
+            for payload, crm_id, _, _ in confirmed
+        ],
+    )
+    _log(con, target, [(p, crm_id, action, kept, None) for p, crm_id, action, kept in confirmed])
 
 
 def _errors_by_key(errors: list[dict]) -> dict[str, str]:
@@ -173,27 +194,27 @@ def _summary_error(errors: list[dict]) -> str:
 
 def _log(
     con: duckdb.DuckDBPyConnection,
-    run_id: str | None,
-    destination: str,
-    object_type: str,
-    payload: Payload,
-    crm_id: str | None,
-    action: str,
-    kept: set[str],
-    error: str | None,
+    target: _Target,
+    entries: list[tuple[Payload, str | None, str, set[str], str | None]],
 ) -> None:
-    con.execute(
+    if not entries:
+        return
+    now = datetime.now(UTC)
+    con.executemany(
         "INSERT INTO gtm.crm_sync_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            run_id,
-            destination,
-            object_type,
-            payload.key,
-            crm_id,
-            action,
-            json.dumps(payload.properties, sort_keys=True),
-            ",".join(sorted(kept)) or None,
-            error,
-            datetime.now(UTC),
+            [
+                target.run_id,
+                target.destination,
+                target.stream,
+                payload.key,
+                crm_id,
+                action,
+                json.dumps(payload.properties, sort_keys=True),
+                ",".join(sorted(kept)) or None,
+                error,
+                now,
+            ]
+            for payload, crm_id, action, kept, error in entries
         ],
     )

@@ -1,12 +1,15 @@
-"""Landing dropped files in the warehouse, with the ingestion log.
+"""Landing dropped files and webhook batches in the warehouse, with the ingestion log.
 
-Each file is identified by its sha256: a byte-identical file dropped again (under any
-name) is logged as a duplicate and not ingested twice. A rejected file is logged with its
-error and stays in the landing zone untouched, so it can be fixed and dropped again.
+Every landed item (a dropped CSV, a batch of form submissions, a batch of engagement
+events) is identified by its sha256 and logged in ``raw.file_ingestions``: a byte-identical
+file dropped again (under any name) is logged as a duplicate and not ingested twice. A
+rejected item is logged with its error and stays in the landing zone untouched, so it can
+be fixed and dropped again.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -14,9 +17,17 @@ import duckdb
 import pyarrow as pa
 
 from gtm_orchestration.lib.config import ConfigError
-from gtm_orchestration.lib.landing import DroppedFile
-from gtm_orchestration.lib.lead_files import FileRejected, LandedFile, read_lead_file
-from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, MappingRegistry
+from gtm_orchestration.lib.engagement import parse_engagement_batch
+from gtm_orchestration.lib.landing import LandedItem
+from gtm_orchestration.lib.lead_files import (
+    FileRejected,
+    LandedFile,
+    ParsedLeadFile,
+    read_form_batch,
+    read_lead_file,
+)
+from gtm_orchestration.lib.mapping import MappingRegistry
+from gtm_orchestration.lib.validation import Rejection
 
 
 @dataclass
@@ -30,86 +41,100 @@ class IngestionSummary:
     rows_in: int = 0
     rows_accepted: int = 0
     rows_rejected: int = 0
+    engagement_events: int = 0
+    engagement_duplicates: int = 0
     problems: list[str] = field(default_factory=list)
 
 
-def ingest_dropped_files(
+def ingest_landed_items(
     con: duckdb.DuckDBPyConnection,
-    files: list[DroppedFile],
+    items: list[LandedItem],
     registry: MappingRegistry,
     *,
     partition_date: date,
     run_id: str | None = None,
 ) -> IngestionSummary:
-    """Ingest every file of ``files`` not ingested before; returns the counts."""
+    """Ingest every item of ``items`` not ingested before; returns the counts."""
     summary = IngestionSummary()
-    for dropped in files:
-        _ingest_one(con, dropped, registry, partition_date, run_id, summary)
+    for item in items:
+        _ingest_one(con, item, registry, partition_date, run_id, summary)
     return summary
-
-
-def _already(con: duckdb.DuckDBPyConnection, sql: str, params: list) -> bool:
-    return con.execute(sql, params).fetchone() is not None
 
 
 def _ingest_one(
     con: duckdb.DuckDBPyConnection,
-    dropped: DroppedFile,
+    item: LandedItem,
     registry: MappingRegistry,
     partition_date: date,
     run_id: str | None,
     summary: IngestionSummary,
 ) -> None:
     started = datetime.now(UTC)
-    landed = LandedFile.inspect(dropped.path, dropped.source)
+    landed = LandedFile.inspect(item.path, item.source)
     path = str(landed.path)
-    if _already(
-        con,
+    handled = con.execute(
         "SELECT 1 FROM raw.file_ingestions WHERE sha256 = ? AND file_path = ? "
         "AND (status IN ('ingested', 'duplicate') OR mapping_version = ?)",
         [landed.sha256, path, registry.version],
-    ):
+    ).fetchone()
+    if handled:
         summary.files_skipped += 1
         return
-    log = {
-        "source": landed.source,
-        "file_path": path,
-        "file_name": landed.path.name,
-        "sha256": landed.sha256,
-        "size_bytes": landed.size_bytes,
-        "mapping_version": registry.version,
-        "partition_date": partition_date,
-        "file_modified_at": landed.modified_at,
-        "started_at": started,
-        "run_id": run_id,
-    }
+    log = _LogEntry(landed, registry.version, partition_date, started, run_id)
     earlier = con.execute(
         "SELECT file_path FROM raw.file_ingestions WHERE sha256 = ? AND status = 'ingested'",
         [landed.sha256],
     ).fetchone()
     if earlier is not None:
         summary.files_duplicate += 1
-        _write_log(con, log, "duplicate", f"identical to {earlier[0]}, already ingested", 0, 0, 0)
+        log.write(con, "duplicate", f"identical to {earlier[0]}, already ingested")
         return
+
+    channel = item.source.split("/", 1)
     try:
-        source = registry.source(landed.source)
-        parsed = read_lead_file(landed.path, source)
+        if item.is_webhook_batch and channel[0] == "engagement":
+            _ingest_engagement(con, item, landed, partition_date, summary, log)
+            return
+        if item.is_webhook_batch:
+            source = registry.source(channel[1])
+            if "form" not in source.spec.kinds:
+                raise ConfigError(f"{registry.path}: sources.{channel[1]}: not a form source")
+            parsed = read_form_batch(item.path, source)
+        else:
+            parsed = read_lead_file(item.path, registry.source(item.source))
     except (FileRejected, ConfigError) as exc:
         summary.files_rejected += 1
         summary.problems.append(str(exc))
-        _write_log(con, log, "rejected", str(exc), 0, 0, 0)
+        log.write(con, "rejected", str(exc))
         return
+    _land_lead_rows(con, parsed, landed, registry.version, partition_date, summary, log)
 
+
+def _land_lead_rows(
+    con: duckdb.DuckDBPyConnection,
+    parsed: ParsedLeadFile,
+    landed: LandedFile,
+    mapping_version: int,
+    partition_date: date,
+    summary: IngestionSummary,
+    log: _LogEntry,
+) -> None:
     now = datetime.now(UTC)
+    source = landed.source.split("/", 1)[-1]
     n = parsed.accepted.num_rows
-    rows = parsed.accepted.select(["line", *CANONICAL_FIELDS])
+    rows = parsed.accepted
+    if "received_at" in rows.column_names:  # form submissions land one by one
+        landed_at = rows.column("received_at").cast(pa.timestamp("us", tz="UTC"))
+        rows = rows.drop_columns(["received_at"])
+    else:
+        landed_at = pa.array([landed.modified_at] * n, pa.timestamp("us", tz="UTC"))
     extra = {
-        "source": pa.array([landed.source] * n, pa.string()),
-        "source_file": pa.array([path] * n, pa.string()),
+        "source": pa.array([source] * n, pa.string()),
+        "source_file": pa.array([str(landed.path)] * n, pa.string()),
         "file_sha256": pa.array([landed.sha256] * n, pa.string()),
-        "mapping_version": pa.array([registry.version] * n, pa.int32()),
+        "mapping_version": pa.array([mapping_version] * n, pa.int32()),
         "partition_date": pa.array([partition_date] * n, pa.date32()),
-        "landed_at": pa.array([landed.modified_at] * n, pa.timestamp("us", tz="UTC")),
+        "landed_at": landed_at,
         "loaded_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
     }
     for name, array in extra.items():
@@ -117,63 +142,153 @@ def _ingest_one(
     con.register("incoming_lead_rows", rows)
     con.execute("INSERT INTO raw.lead_rows BY NAME SELECT * FROM incoming_lead_rows")
     con.unregister("incoming_lead_rows")
-    if parsed.rejections:
-        con.executemany(
-            "INSERT INTO raw.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                [
-                    landed.source,
-                    path,
-                    landed.sha256,
-                    r.line,
-                    r.field,
-                    r.value,
-                    r.reason,
-                    partition_date,
-                    now,
-                ]
-                for r in parsed.rejections
-            ],
-        )
-        summary.problems.extend(r.describe(path) for r in parsed.rejections[:20])
+    _reject_rows(con, parsed.rejections, landed, partition_date, summary)
     summary.files_ingested += 1
     summary.rows_in += parsed.rows_total
     summary.rows_accepted += n
     summary.rows_rejected += len(parsed.rejections)
-    _write_log(con, log, "ingested", None, parsed.rows_total, n, len(parsed.rejections))
+    log.write(con, "ingested", None, parsed.rows_total, n, len(parsed.rejections))
 
 
-def _write_log(
+def _ingest_engagement(
     con: duckdb.DuckDBPyConnection,
-    log: dict,
-    status: str,
-    error: str | None,
-    rows_total: int,
-    rows_accepted: int,
-    rows_rejected: int,
+    item: LandedItem,
+    landed: LandedFile,
+    partition_date: date,
+    summary: IngestionSummary,
+    log: _LogEntry,
 ) -> None:
-    con.execute(
-        """INSERT INTO raw.file_ingestions
-           (source, file_path, file_name, sha256, size_bytes, status, error, rows_total,
-            rows_accepted, rows_rejected, mapping_version, partition_date, file_modified_at,
-            started_at, finished_at, run_id)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+    provider = item.source.split("/", 1)[1]
+    events, rejections = parse_engagement_batch(item.path)
+    now = datetime.now(UTC)
+    table = pa.Table.from_pylist(
         [
-            log["source"],
-            log["file_path"],
-            log["file_name"],
-            log["sha256"],
-            log["size_bytes"],
-            status,
-            error,
-            rows_total,
-            rows_accepted,
-            rows_rejected,
-            log["mapping_version"],
-            log["partition_date"],
-            log["file_modified_at"],
-            log["started_at"],
-            datetime.now(UTC),
-            log["run_id"],
+            {
+                "provider": provider,
+                "event_id": e.event_id,
+                "event_type": e.event_type,
+                "email": e.email,
+                "occurred_at": e.occurred_at,
+                "received_at": e.received_at,
+                "batch_file": str(item.path),
+                "line": e.line,
+                "payload": json.dumps(e.payload, sort_keys=True),
+                "partition_date": partition_date,
+                "loaded_at": now,
+            }
+            for e in events
+        ],
+        schema=_ENGAGEMENT_SCHEMA,
+    )
+    con.register("incoming_events", table)
+    # The same event delivered twice counts once, whichever batch it came in.
+    inserted = con.execute(
+        """
+        INSERT INTO raw.engagement_events BY NAME
+        SELECT DISTINCT ON (provider, event_id) * FROM incoming_events i
+        WHERE NOT EXISTS (
+            SELECT 1 FROM raw.engagement_events e
+            WHERE e.provider = i.provider AND e.event_id = i.event_id
+        )
+        """
+    ).fetchone()[0]
+    con.unregister("incoming_events")
+    _reject_rows(con, rejections, landed, partition_date, summary)
+    summary.files_ingested += 1
+    summary.rows_in += len(events) + len(rejections)
+    summary.rows_rejected += len(rejections)
+    summary.engagement_events += inserted
+    summary.engagement_duplicates += len(events) - inserted
+    log.write(con, "ingested", None, len(events) + len(rejections), inserted, len(rejections))
+
+
+_ENGAGEMENT_SCHEMA = pa.schema(
+    [
+        ("provider", pa.string()),
+        ("event_id", pa.string()),
+        ("event_type", pa.string()),
+        ("email", pa.string()),
+        ("occurred_at", pa.timestamp("us", tz="UTC")),
+        ("received_at", pa.timestamp("us", tz="UTC")),
+        ("batch_file", pa.string()),
+        ("line", pa.int32()),
+        ("payload", pa.string()),
+        ("partition_date", pa.date32()),
+        ("loaded_at", pa.timestamp("us", tz="UTC")),
+    ]
+)
+
+
+def _reject_rows(
+    con: duckdb.DuckDBPyConnection,
+    rejections: list[Rejection],
+    landed: LandedFile,
+    partition_date: date,
+    summary: IngestionSummary,
+) -> None:
+    if not rejections:
+        return
+    now = datetime.now(UTC)
+    con.executemany(
+        "INSERT INTO raw.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            [
+                landed.source,
+                str(landed.path),
+                landed.sha256,
+                r.line,
+                r.field,
+                r.value,
+                r.reason,
+                partition_date,
+                now,
+            ]
+            for r in rejections
         ],
     )
+    summary.problems.extend(r.describe(str(landed.path)) for r in rejections[:20])
+
+
+@dataclass
+class _LogEntry:
+    landed: LandedFile
+    mapping_version: int
+    partition_date: date
+    started_at: datetime
+    run_id: str | None
+
+    def write(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        status: str,
+        error: str | None,
+        rows_total: int = 0,
+        rows_accepted: int = 0,
+        rows_rejected: int = 0,
+    ) -> None:
+        landed = self.landed
+        con.execute(
+            """INSERT INTO raw.file_ingestions
+               (source, file_path, file_name, sha256, size_bytes, status, error, rows_total,
+                rows_accepted, rows_rejected, mapping_version, partition_date,
+                file_modified_at, started_at, finished_at, run_id)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            [
+                landed.source,
+                str(landed.path),
+                landed.path.name,
+                landed.sha256,
+                landed.size_bytes,
+                status,
+                error,
+                rows_total,
+                rows_accepted,
+                rows_rejected,
+                self.mapping_version,
+                self.partition_date,
+                landed.modified_at,
+                self.started_at,
+                datetime.now(UTC),
+                self.run_id,
+            ],
+        )

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, Source
 from gtm_orchestration.lib.validation import Rejection, validate_lead_rows
+from gtm_orchestration.receiver.landing import WebhookBatchError, read_webhook_batch
 
 # Lines longer than this are not a lead list; csv's own limit (128 KiB) errors less clearly.
 _MAX_FIELD_CHARS = 64 * 1024
@@ -144,3 +145,45 @@ def parse_lead_csv(text: str, source: Source, path: Path) -> ParsedLeadFile:
 
 def _by_line(rejection: Rejection) -> int:
     return rejection.line or 0
+
+
+def read_form_batch(path: Path, source: Source) -> ParsedLeadFile:
+    """Read a webhook batch of form submissions for ``source``.
+
+    Each submission is one JSON line; its keys map like a file's headers, keys that match
+    no field are ignored (forms gain hidden fields at will). Returns the accepted rows, with
+    ``event_id`` and ``received_at`` columns besides ``line`` and the canonical fields, and
+    the rejections; raises FileRejected when the batch cannot be read.
+    """
+    try:
+        events = read_webhook_batch(path)
+    except WebhookBatchError as exc:
+        raise FileRejected(str(exc)) from None
+    lines: list[int] = []
+    event_ids: list[str] = []
+    received: list[datetime] = []
+    columns: dict[str, list[str | None]] = {f: [] for f in CANONICAL_FIELDS}
+    rejections: list[Rejection] = []
+    for line, event in enumerate(events, start=1):
+        payload = event["payload"]
+        if not isinstance(payload, dict):
+            rejections.append(Rejection(line, None, None, "a form submission is a JSON object"))
+            continue
+        values, _ = source.map_record(payload)
+        lines.append(line)
+        event_ids.append(str(event["event_id"]))
+        received.append(datetime.fromisoformat(event["received_at"]))
+        for canonical in CANONICAL_FIELDS:
+            value = values[canonical]
+            columns[canonical].append(value.strip() or None if value is not None else None)
+    table = pa.table(
+        {"line": pa.array(lines, pa.int32())}
+        | {f: pa.array(columns[f], pa.string()) for f in CANONICAL_FIELDS}
+        | {
+            "event_id": pa.array(event_ids, pa.string()),
+            "received_at": pa.array(received, pa.timestamp("us", tz="UTC")),
+        }
+    )
+    accepted, row_rejections = validate_lead_rows(table)
+    rows_total = len(events)
+    return ParsedLeadFile(rows_total, accepted, sorted(rejections + row_rejections, key=_by_line))

@@ -35,6 +35,12 @@ class QualityResult:
     failures: int
     examples: tuple[str, ...]
 
+    @classmethod
+    def combine(cls, results: list[QualityResult]) -> QualityResult:
+        """One result for several batches: passed only if every batch passed."""
+        examples = tuple(e for r in results for e in r.examples)[:5]
+        return cls(all(r.passed for r in results), sum(r.failures for r in results), examples)
+
     @property
     def description(self) -> str:
         if self.passed:

@@ -5,10 +5,16 @@ Tables written by the pipeline (all append-only except the current-state ones, m
 - ``raw.file_ingestions``   the ingestion log: one row per file seen, with its sha256.
 - ``raw.lead_rows``         every accepted row as landed, mapped to canonical fields.
 - ``raw.rejected_rows``     every row rejected at extraction, with line, field and reason.
+- ``raw.engagement_events``  every engagement event landed by webhook, once per event id.
 - ``gtm.leads``             (current state per partition) transformed, deduplicated leads.
 - ``gtm.companies``         (current state per partition) companies derived from leads.
 - ``gtm.sync_ledger``       (current state) what was last confirmed per CRM record.
 - ``gtm.crm_sync_log``      every record sent to a CRM, with the outcome.
+- ``raw.crm_contact_changes`` every change of a HubSpot contact seen by webhook or poll, once
+  per event id / (object id, lastmodifieddate, property); echoes of the pipeline's own
+  writes are kept and flagged ``is_echo``.
+- ``gtm.crm_contacts``      (current state) each HubSpot contact as the change feeds last saw it.
+- ``gtm.cdc_cursors``       (current state) the high-water mark of each change-capture stream.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ DDL: tuple[str, ...] = (
     source_file VARCHAR NOT NULL,
     file_sha256 VARCHAR NOT NULL,
     line INTEGER NOT NULL,
+    event_id VARCHAR,                 -- the form submission's id (webhook batches only)
     {_CANONICAL_COLUMNS},
     mapping_version INTEGER NOT NULL,
     partition_date DATE NOT NULL,
@@ -66,6 +73,19 @@ DDL: tuple[str, ...] = (
     field VARCHAR,
     value VARCHAR,
     reason VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    loaded_at TIMESTAMPTZ NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS raw.engagement_events (
+    provider VARCHAR NOT NULL,
+    event_id VARCHAR NOT NULL,
+    event_type VARCHAR NOT NULL,
+    email VARCHAR NOT NULL,
+    occurred_at TIMESTAMPTZ NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    batch_file VARCHAR NOT NULL,
+    line INTEGER NOT NULL,
+    payload VARCHAR NOT NULL,
     partition_date DATE NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL
 )""",
@@ -90,6 +110,38 @@ DDL: tuple[str, ...] = (
     kept_properties VARCHAR,          -- properties left alone because a rep edited them
     error VARCHAR,
     synced_at TIMESTAMPTZ NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS raw.crm_contact_changes (
+    feed VARCHAR NOT NULL,            -- webhook | poll
+    change_type VARCHAR NOT NULL,     -- creation | property | record (a poll's first sight)
+    object_id VARCHAR NOT NULL,
+    email VARCHAR,
+    property VARCHAR,                 -- NULL for creation and record rows
+    value VARCHAR,                    -- record rows: every tracked property, as JSON
+    changed_at TIMESTAMPTZ NOT NULL,
+    change_source VARCHAR,            -- CRM_UI, INTEGRATION, API, ... when known
+    is_echo BOOLEAN NOT NULL,         -- the CRM reporting back the pipeline's own write
+    event_id VARCHAR,                 -- HubSpot's eventId (webhook rows)
+    dedupe_key VARCHAR NOT NULL,      -- hubspot:<eventId> | <object id>:<modified ms>[:<property>]
+    landed_file VARCHAR,              -- the webhook batch file
+    loaded_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR
+)""",
+    """CREATE TABLE IF NOT EXISTS gtm.crm_contacts (
+    object_id VARCHAR PRIMARY KEY,
+    email VARCHAR,
+    properties VARCHAR NOT NULL,          -- JSON: tracked property -> value
+    property_changed_at VARCHAR NOT NULL, -- JSON: tracked property -> epoch millis of its value
+    last_modified TIMESTAMPTZ,
+    first_seen_at TIMESTAMPTZ NOT NULL,
+    last_seen_at TIMESTAMPTZ NOT NULL,
+    last_change_source VARCHAR,           -- of the last change that was not an echo
+    last_change_at TIMESTAMPTZ
+)""",
+    """CREATE TABLE IF NOT EXISTS gtm.cdc_cursors (
+    stream VARCHAR PRIMARY KEY,
+    high_water_mark BIGINT NOT NULL,      -- epoch millis
+    updated_at TIMESTAMPTZ NOT NULL
 )""",
 )
 

@@ -45,7 +45,7 @@ def test_daemon_sensor_launches_the_run_that_loads_the_crm(
 
     assert len(runs) == 1
     assert runs[0].status == dg.DagsterRunStatus.SUCCESS
-    assert runs[0].tags["gtm/files"] == "leads/webinar.csv"
+    assert runs[0].tags["gtm/landed"] == "leads/webinar.csv"
     emails = sorted(c["properties"]["email"] for c in crm.all("contacts", "email"))
     assert len(emails) == 5
 

@@ -1,4 +1,4 @@
-"""Extraction of dropped lead files into the warehouse's raw tables."""
+"""Extraction of landed files and webhook batches into the warehouse's raw tables."""
 
 from collections.abc import Iterator
 from datetime import date
@@ -7,53 +7,68 @@ import dagster as dg
 
 from gtm_orchestration.defs.partitions import landing_day
 from gtm_orchestration.defs.resources import LandingZoneResource, WarehouseResource
-from gtm_orchestration.lib.ingestion import ingest_dropped_files
-from gtm_orchestration.lib.landing import scan_dropped_files
+from gtm_orchestration.lib.ingestion import IngestionSummary, ingest_landed_items
+from gtm_orchestration.lib.landing import scan_dropped_files, scan_lead_webhook_batches
 from gtm_orchestration.lib.mapping import load_registry
+
+RAW_ASSETS = ("raw_lead_rows", "file_ingestion_log", "rejected_lead_rows", "raw_engagement_events")
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
             "raw_lead_rows",
-            description="Every accepted row of every dropped file, append-only, mapped to "
-            "canonical fields, with source file, line, load time and mapping version.",
+            description="Every accepted row of every dropped file and form submission, "
+            "append-only, mapped to canonical fields, with source, line, load time and "
+            "mapping version.",
         ),
         dg.AssetSpec(
             "file_ingestion_log",
-            description="One row per dropped file: sha256, rows, rejected rows, timestamps.",
+            description="One row per landed file or webhook batch: sha256, rows, rejected "
+            "rows, timestamps.",
         ),
         dg.AssetSpec(
             "rejected_lead_rows",
             description="Rows rejected at extraction, with line, field, value and reason.",
         ),
+        dg.AssetSpec(
+            "raw_engagement_events",
+            description="Engagement events (opens, clicks, replies, meetings, page visits), "
+            "once per event id however often delivered.",
+        ),
     ],
     group_name="extract",
     partitions_def=landing_day,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     pool="warehouse",
 )
-def lead_files(
+def landed_data(
     context: dg.AssetExecutionContext, landing: LandingZoneResource, warehouse: WarehouseResource
 ) -> Iterator[dg.MaterializeResult]:
-    """Ingest the files dropped on the partition's day that were not ingested before."""
-    day = date.fromisoformat(context.partition_key)
+    """Ingest the files and webhook batches landed on the run's days, each once."""
     registry = load_registry()
-    files = [f for f in scan_dropped_files(landing.files_dir) if f.partition_date == day]
+    days = {date.fromisoformat(key) for key in context.partition_keys}
+    items = scan_dropped_files(landing.files_dir) + scan_lead_webhook_batches(
+        landing.landing_dir, since_day=min(days).isoformat()
+    )
+    total = IngestionSummary()
     with warehouse.connect() as con:
-        summary = ingest_dropped_files(
-            con, files, registry, partition_date=day, run_id=context.run.run_id
-        )
-    for problem in summary.problems:
+        for day in sorted(days):
+            day_items = [i for i in items if i.partition_date == day]
+            summary = ingest_landed_items(
+                con, day_items, registry, partition_date=day, run_id=context.run.run_id
+            )
+            for name, value in vars(summary).items():
+                if isinstance(value, int):
+                    setattr(total, name, getattr(total, name) + value)
+            total.problems += summary.problems
+    for problem in total.problems:
         context.log.warning(problem)
-    counts = {
-        "files_ingested": summary.files_ingested,
-        "files_rejected": summary.files_rejected,
-        "files_duplicate": summary.files_duplicate,
-        "rows_in": summary.rows_in,
-        "rows_accepted": summary.rows_accepted,
-        "rows_rejected": summary.rows_rejected,
+    metadata = {
+        name: dg.MetadataValue.int(value)
+        for name, value in vars(total).items()
+        if isinstance(value, int)
     }
-    metadata = {k: dg.MetadataValue.int(v) for k, v in counts.items()}
     metadata["mapping_version"] = dg.MetadataValue.int(registry.version)
-    for key in ("raw_lead_rows", "file_ingestion_log", "rejected_lead_rows"):
+    for key in RAW_ASSETS:
         yield dg.MaterializeResult(asset_key=key, metadata=metadata)

@@ -1,56 +1,65 @@
-"""The sensor that turns dropped files into pipeline runs."""
+"""Sensors that turn landed files and webhook batches into pipeline runs."""
 
 import hashlib
 import json
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
 from gtm_orchestration.defs.jobs import lead_pipeline_job
 from gtm_orchestration.defs.resources import LandingZoneResource
-from gtm_orchestration.lib.landing import DroppedFile, scan_dropped_files
+from gtm_orchestration.lib.landing import LandedItem, scan_dropped_files, scan_lead_webhook_batches
 
 
-def _new_files(files: list[DroppedFile], cursor: str | None) -> list[DroppedFile]:
-    """Files newer than the cursor: later mtime, or the same mtime and not yet seen."""
+def _new_items(items: list[LandedItem], cursor: str | None) -> list[LandedItem]:
+    """Items newer than the cursor: later mtime, or the same mtime and not yet seen."""
     if not cursor:
-        return files
+        return items
     state = json.loads(cursor)
     newest, seen = state["mtime_ns"], set(state["paths"])
     return [
-        f
-        for f in files
-        if f.mtime_ns > newest or (f.mtime_ns == newest and str(f.path) not in seen)
+        i
+        for i in items
+        if i.mtime_ns > newest or (i.mtime_ns == newest and str(i.path) not in seen)
     ]
 
 
-def _advance(files: list[DroppedFile], cursor: str | None) -> str:
+def _advance(items: list[LandedItem], cursor: str | None) -> str:
     state = json.loads(cursor) if cursor else {"mtime_ns": 0, "paths": []}
-    newest = max([state["mtime_ns"], *(f.mtime_ns for f in files)])
-    paths = {p for p in state["paths"]} if newest == state["mtime_ns"] else set()
-    paths |= {str(f.path) for f in files if f.mtime_ns == newest}
+    newest = max([state["mtime_ns"], *(i.mtime_ns for i in items)])
+    paths = set(state["paths"]) if newest == state["mtime_ns"] else set()
+    paths |= {str(i.path) for i in items if i.mtime_ns == newest}
     return json.dumps({"mtime_ns": newest, "paths": sorted(paths)})
 
 
-def file_drop_run_requests(
-    files: list[DroppedFile], cursor: str | None
+def cursor_day(cursor: str | None) -> str | None:
+    """The day before the cursor's newest item: older day folders need no scanning."""
+    if not cursor:
+        return None
+    newest = datetime.fromtimestamp(json.loads(cursor)["mtime_ns"] / 1e9, tz=UTC)
+    return (newest - timedelta(days=1)).date().isoformat()
+
+
+def landed_run_requests(
+    items: list[LandedItem], cursor: str | None, trigger: str
 ) -> tuple[list[dg.RunRequest], str | None]:
-    """One run request per landing day with new files, and the advanced cursor."""
-    new = _new_files(files, cursor)
+    """One run request per landing day with new items, and the advanced cursor."""
+    new = _new_items(items, cursor)
     if not new:
         return [], cursor
-    by_day: dict[str, list[DroppedFile]] = defaultdict(list)
-    for f in new:
-        by_day[f.partition_date.isoformat()].append(f)
+    by_day: dict[str, list[LandedItem]] = defaultdict(list)
+    for item in new:
+        by_day[item.partition_date.isoformat()].append(item)
     requests = []
-    for day, day_files in sorted(by_day.items()):
-        identity = "\n".join(f"{f.path}:{f.mtime_ns}:{f.size_bytes}" for f in day_files)
-        names = ", ".join(f"{f.source}/{f.path.name}" for f in day_files)
+    for day, day_items in sorted(by_day.items()):
+        identity = "\n".join(f"{i.path}:{i.mtime_ns}:{i.size_bytes}" for i in day_items)
+        names = ", ".join(f"{i.source}/{i.path.name}" for i in day_items)
         requests.append(
             dg.RunRequest(
-                run_key=f"files:{hashlib.sha256(identity.encode()).hexdigest()[:20]}",
+                run_key=f"{trigger}:{hashlib.sha256(identity.encode()).hexdigest()[:20]}",
                 partition_key=day,
-                tags={"gtm/trigger": "file_drop", "gtm/files": names[:1000]},
+                tags={"gtm/trigger": trigger, "gtm/landed": names[:1000]},
             )
         )
     return requests, _advance(new, cursor)
@@ -66,7 +75,25 @@ def lead_file_sensor(
     context: dg.SensorEvaluationContext, landing: LandingZoneResource
 ) -> dg.SensorResult | dg.SkipReason:
     files = scan_dropped_files(landing.files_dir)
-    requests, cursor = file_drop_run_requests(files, context.cursor)
+    requests, cursor = landed_run_requests(files, context.cursor, "file_drop")
     if not requests:
         return dg.SkipReason(f"no new files in {landing.files_dir} ({len(files)} seen before)")
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+@dg.sensor(
+    job=lead_pipeline_job,
+    # Form fills and engagement signals are the real-time path: look often.
+    minimum_interval_seconds=1,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches a pipeline run for each landing day with new form or engagement "
+    "webhook batches.",
+)
+def webhook_batch_sensor(
+    context: dg.SensorEvaluationContext, landing: LandingZoneResource
+) -> dg.SensorResult | dg.SkipReason:
+    batches = scan_lead_webhook_batches(landing.landing_dir, since_day=cursor_day(context.cursor))
+    requests, cursor = landed_run_requests(batches, context.cursor, "webhook")
+    if not requests:
+        return dg.SkipReason(f"no new form or engagement batches in {landing.landing_dir}")
     return dg.SensorResult(run_requests=requests, cursor=cursor)

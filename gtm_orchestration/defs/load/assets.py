@@ -1,4 +1,4 @@
-"""Loading the day's companies and contacts into the CRM through the sync ledger."""
+"""Loading the day's companies, contacts and engagement scores into the CRM."""
 
 import dagster as dg
 
@@ -8,37 +8,58 @@ from gtm_orchestration.lib.crm_schema import ObjectType, build_payloads
 from gtm_orchestration.lib.crm_sync import SyncSummary, sync_payloads
 from gtm_orchestration.lib.mapping import load_registry
 
-_SOURCE_TABLE: dict[ObjectType, str] = {"contacts": "gtm.leads", "companies": "gtm.companies"}
+# Engagement scores only update contacts the CRM already has: an email open is no lead.
+ENGAGEMENT_MAPPING = {"email": "email", "gtm_engagement_score": "engagement_score"}
 
 
-def sync_day(
+def sync_days(
     context: dg.AssetExecutionContext,
     object_type: ObjectType,
+    table: str,
+    mapping: dict[str, str],
     warehouse: WarehouseResource,
     hubspot: HubSpotResource,
+    *,
+    stream: str | None = None,
+    create: bool = True,
 ) -> dg.MaterializeResult:
-    """Sync one landing day's records of ``object_type``; fails the step on rejects."""
-    registry = load_registry()
+    """Sync the rows of ``table`` for the run's days; fails the step if the CRM rejects any."""
     with warehouse.connect() as con:
         cursor = con.execute(
-            f"SELECT * FROM {_SOURCE_TABLE[object_type]} WHERE partition_date = ?",
-            [context.partition_key],
+            f"SELECT * FROM {table} WHERE list_contains(?, CAST(partition_date AS VARCHAR)) "
+            "ORDER BY partition_date",
+            [list(context.partition_keys)],
         )
         columns = [d[0] for d in cursor.description]
-        rows = [dict(zip(columns, values, strict=True)) for values in cursor.fetchall()]
-        payloads = build_payloads(rows, registry.crm[object_type], object_type)
+        # A record landed on several of the days: its newest day wins.
+        latest = {}
+        for values in cursor.fetchall():
+            row = dict(zip(columns, values, strict=True))
+            latest[row[mapping_key(object_type)]] = row
+        payloads = build_payloads(list(latest.values()), mapping, object_type)
         with hubspot.client() as client:
-            summary = sync_payloads(client, con, object_type, payloads, run_id=context.run.run_id)
+            summary = sync_payloads(
+                client,
+                con,
+                object_type,
+                payloads,
+                stream=stream,
+                create=create,
+                run_id=context.run.run_id,
+            )
     for error in summary.errors[:20]:
         context.log.error(error)
-    result = dg.MaterializeResult(metadata=_metadata(summary))
     if summary.failed:
         raise dg.Failure(
-            description=f"{summary.failed} of {summary.payloads} {object_type} were rejected "
-            "by the CRM; they stay out of the ledger and are retried on the next run",
+            description=f"{summary.failed} of {summary.payloads} {summary.object_type} records "
+            "were rejected by the CRM; they stay out of the ledger and are retried next run",
             metadata=_metadata(summary),
         )
-    return result
+    return dg.MaterializeResult(metadata=_metadata(summary))
+
+
+def mapping_key(object_type: ObjectType) -> str:
+    return "email" if object_type == "contacts" else "domain"
 
 
 def _metadata(summary: SyncSummary) -> dict[str, dg.MetadataValue]:
@@ -49,32 +70,55 @@ def _metadata(summary: SyncSummary) -> dict[str, dg.MetadataValue]:
         "updated": summary.updated,
         "failed": summary.failed,
         "rep_edits_kept": summary.rep_edits_kept,
+        "not_in_crm": summary.not_in_crm,
         "requests": summary.requests,
     }
     return {k: dg.MetadataValue.int(v) for k, v in counts.items()}
 
 
-@dg.asset(
-    deps=["companies"],
-    group_name="load",
-    partitions_def=landing_day,
-    pool="warehouse",
-    description="Companies upserted into HubSpot by domain.",
-)
+_LOAD = {
+    "group_name": "load",
+    "partitions_def": landing_day,
+    "backfill_policy": dg.BackfillPolicy.single_run(),
+    "pool": "warehouse",
+}
+
+
+@dg.asset(deps=["companies"], description="Companies upserted into HubSpot by domain.", **_LOAD)
 def hubspot_companies(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, hubspot: HubSpotResource
 ) -> dg.MaterializeResult:
-    return sync_day(context, "companies", warehouse, hubspot)
+    mapping = load_registry().crm["companies"]
+    return sync_days(context, "companies", "gtm.companies", mapping, warehouse, hubspot)
 
 
 @dg.asset(
     deps=["leads", "hubspot_companies"],
-    group_name="load",
-    partitions_def=landing_day,
-    pool="warehouse",
     description="Contacts upserted into HubSpot by email; reps' manual edits are kept.",
+    **_LOAD,
 )
 def hubspot_contacts(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, hubspot: HubSpotResource
 ) -> dg.MaterializeResult:
-    return sync_day(context, "contacts", warehouse, hubspot)
+    mapping = load_registry().crm["contacts"]
+    return sync_days(context, "contacts", "gtm.leads", mapping, warehouse, hubspot)
+
+
+@dg.asset(
+    deps=["engagement_scores", "hubspot_contacts"],
+    description="gtm_engagement_score of existing HubSpot contacts, as their signals arrive.",
+    **_LOAD,
+)
+def hubspot_engagement(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, hubspot: HubSpotResource
+) -> dg.MaterializeResult:
+    return sync_days(
+        context,
+        "contacts",
+        "gtm.engagement_scores",
+        ENGAGEMENT_MAPPING,
+        warehouse,
+        hubspot,
+        stream="contact_engagement",
+        create=False,
+    )

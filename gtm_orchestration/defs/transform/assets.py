@@ -1,5 +1,6 @@
 """The transform stage: raw rows of a landing day -> leads and companies, quality-checked."""
 
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 
 import dagster as dg
@@ -7,6 +8,7 @@ import dagster as dg
 from gtm_orchestration.defs.partitions import landing_day
 from gtm_orchestration.defs.resources import WarehouseResource
 from gtm_orchestration.lib import quality
+from gtm_orchestration.lib.engagement_scores import score_day
 from gtm_orchestration.lib.partitioned_tables import replace_partition
 from gtm_orchestration.lib.transform import transform_leads
 
@@ -44,7 +46,8 @@ CHECKS = [
 ]
 
 
-def _check(name: str, asset: str, result: quality.QualityResult) -> dg.AssetCheckResult:
+def _check(name: str, asset: str, results: list[quality.QualityResult]) -> dg.AssetCheckResult:
+    result = quality.QualityResult.combine(results)
     return dg.AssetCheckResult(
         check_name=name,
         asset_key=asset,
@@ -53,6 +56,18 @@ def _check(name: str, asset: str, result: quality.QualityResult) -> dg.AssetChec
         description=result.description,
         metadata={"failures": dg.MetadataValue.int(result.failures)},
     )
+
+
+# Each check runs per landing day: a lead may come back on a later day, legitimately.
+LEAD_CHECKS = {
+    "required_fields_present": quality.missing_required_fields,
+    "emails_unique": lambda con, rel: quality.duplicate_keys(con, rel, "email"),
+    "enumerations_valid": quality.invalid_enumerations,
+}
+COMPANY_CHECKS = {
+    "domains_unique": lambda con, rel: quality.duplicate_keys(con, rel, "domain"),
+    "domains_well_formed": quality.malformed_domains,
+}
 
 
 @dg.multi_asset(
@@ -71,60 +86,79 @@ def _check(name: str, asset: str, result: quality.QualityResult) -> dg.AssetChec
     check_specs=CHECKS,
     group_name="transform",
     partitions_def=landing_day,
+    backfill_policy=dg.BackfillPolicy.single_run(),
     pool="warehouse",
 )
 def transformed_leads(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Re-derive the day's leads and companies from its raw rows (idempotent)."""
-    day = context.partition_key
+    """Re-derive each day's leads and companies from its raw rows (idempotent)."""
+    outcomes: dict[str, list[quality.QualityResult]] = defaultdict(list)
+    counts: Counter[str] = Counter()
     with warehouse.connect() as con:
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE day_rows AS "
-            "SELECT * FROM raw.lead_rows WHERE partition_date = ?",
-            [day],
-        )
-        rows_in = con.execute("SELECT count(*) FROM day_rows").fetchone()[0]
-        leads, companies = transform_leads(con, "day_rows")
-        replace_partition(con, "gtm.leads", leads, day)
-        replace_partition(con, "gtm.companies", companies, day)
-        con.register("day_leads", leads)
-        con.register("day_companies", companies)
-        results = [
-            _check(
-                "required_fields_present",
-                "leads",
-                quality.missing_required_fields(con, "day_leads"),
-            ),
-            _check("emails_unique", "leads", quality.duplicate_keys(con, "day_leads", "email")),
-            _check("enumerations_valid", "leads", quality.invalid_enumerations(con, "day_leads")),
-            _check(
-                "domains_unique",
-                "companies",
-                quality.duplicate_keys(con, "day_companies", "domain"),
-            ),
-            _check(
-                "domains_well_formed", "companies", quality.malformed_domains(con, "day_companies")
-            ),
-        ]
-        flagged = con.execute("SELECT count(*) FROM day_leads WHERE flags IS NOT NULL").fetchone()[
-            0
-        ]
-        unclassified = con.execute(
-            "SELECT count(*) FROM day_leads WHERE function = 'other'"
-        ).fetchone()[0]
+        for day in context.partition_keys:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE day_rows AS "
+                "SELECT * FROM raw.lead_rows WHERE partition_date = ?",
+                [day],
+            )
+            leads, companies = transform_leads(con, "day_rows")
+            replace_partition(con, "gtm.leads", leads, day)
+            replace_partition(con, "gtm.companies", companies, day)
+            con.register("day_leads", leads)
+            con.register("day_companies", companies)
+            for name, check in LEAD_CHECKS.items():
+                outcomes[name].append(check(con, "day_leads"))
+            for name, check in COMPANY_CHECKS.items():
+                outcomes[name].append(check(con, "day_companies"))
+            counts["rows_in"] += con.execute("SELECT count(*) FROM day_rows").fetchone()[0]
+            counts["leads"] += leads.num_rows
+            counts["companies"] += companies.num_rows
+            counts["flagged_values"] += con.execute(
+                "SELECT count(*) FROM day_leads WHERE flags IS NOT NULL"
+            ).fetchone()[0]
+            counts["unclassified_titles"] += con.execute(
+                "SELECT count(*) FROM day_leads WHERE function = 'other'"
+            ).fetchone()[0]
+    counts["merged_duplicates"] = counts["rows_in"] - counts["leads"]
+    lead_metadata = (
+        "rows_in",
+        "leads",
+        "merged_duplicates",
+        "flagged_values",
+        "unclassified_titles",
+    )
     yield dg.MaterializeResult(
         asset_key="leads",
-        metadata={
-            "rows_in": dg.MetadataValue.int(rows_in),
-            "leads": dg.MetadataValue.int(leads.num_rows),
-            "merged_duplicates": dg.MetadataValue.int(rows_in - leads.num_rows),
-            "flagged_values": dg.MetadataValue.int(flagged),
-            "unclassified_titles": dg.MetadataValue.int(unclassified),
-        },
+        metadata={k: dg.MetadataValue.int(counts[k]) for k in lead_metadata},
     )
     yield dg.MaterializeResult(
         asset_key="companies",
-        metadata={"companies": dg.MetadataValue.int(companies.num_rows)},
+        metadata={"companies": dg.MetadataValue.int(counts["companies"])},
     )
-    yield from results
+    for name in LEAD_CHECKS:
+        yield _check(name, "leads", outcomes[name])
+    for name in COMPANY_CHECKS:
+        yield _check(name, "companies", outcomes[name])
+
+
+@dg.asset(
+    deps=["raw_engagement_events"],
+    group_name="transform",
+    partitions_def=landing_day,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="warehouse",
+    description="Engagement score (0-100, decaying) of every contact with signals that day, "
+    "with the reasons that make it up.",
+)
+def engagement_scores(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    """Score each contact with events on the run's days over all its events so far."""
+    scored = 0
+    with warehouse.connect() as con:
+        for day in context.partition_keys:
+            scores = score_day(con, day)
+            replace_partition(con, "gtm.engagement_scores", scores, day)
+            scored += scores.num_rows
+    return dg.MaterializeResult(metadata={"contacts_scored": dg.MetadataValue.int(scored)})

@@ -1,4 +1,4 @@
-"""A small HubSpot CRM v3 client over httpx: batch upsert and batch read.
+"""A small HubSpot CRM v3 client over httpx: batch upsert, batch read and search.
 
 Retries 429, 5xx and transport errors with exponential backoff and jitter, honouring
 ``Retry-After`` and the ten-second rolling window that HubSpot's 429 names.
@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 
 BATCH_LIMIT = 100
+# HubSpot's search returns at most 200 records a page.
+SEARCH_PAGE_LIMIT = 200
 
 
 class HubSpotError(RuntimeError):
@@ -31,6 +33,15 @@ class BatchResult:
 
     results: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class SearchPage:
+    """One page of a search: its records, the total matching and the cursor of the next page."""
+
+    results: list[dict[str, Any]]
+    total: int
+    next_after: str | None
 
 
 class HubSpotClient:
@@ -95,6 +106,37 @@ class HubSpotClient:
             body["idProperty"] = id_property
         data = self._request("POST", f"/crm/v3/objects/{object_type}/batch/read", body)
         return BatchResult(data.get("results", []), data.get("errors", []))
+
+    def search(
+        self,
+        object_type: str,
+        *,
+        filter_groups: Sequence[dict[str, Any]] = (),
+        sorts: Sequence[dict[str, str]] = (),
+        properties: Sequence[str] = (),
+        limit: int = SEARCH_PAGE_LIMIT,
+        after: str | None = None,
+    ) -> SearchPage:
+        """One page of ``POST /crm/v3/objects/{type}/search``; ``after`` is the previous page's
+        ``next_after``. HubSpot pages no further than the 10,000th result of one search."""
+        if not 0 < limit <= SEARCH_PAGE_LIMIT:
+            raise ValueError(f"search limit {limit} is outside HubSpot's 1..{SEARCH_PAGE_LIMIT}")
+        body: dict[str, Any] = {
+            "filterGroups": list(filter_groups),
+            "sorts": list(sorts),
+            "properties": list(properties),
+            "limit": limit,
+        }
+        if after is not None:
+            body["after"] = after
+        data = self._request("POST", f"/crm/v3/objects/{object_type}/search", body)
+        results = data.get("results", [])
+        next_after = ((data.get("paging") or {}).get("next") or {}).get("after")
+        return SearchPage(
+            results=results,
+            total=int(data.get("total", len(results))),
+            next_after=str(next_after) if next_after is not None else None,
+        )
 
     def _request(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
         last_problem = ""
