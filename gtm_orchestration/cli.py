@@ -14,6 +14,9 @@ import httpx
 
 from gtm_orchestration.settings import RECEIVER_PORT, SANDBOX_HOST, SANDBOX_PORT, Settings
 
+# Both code locations: the pipeline and the warehouse models.
+WORKSPACE = Path(__file__).resolve().parent.parent / "workspace.yaml"
+
 
 def _sandbox_is_up(base_url: str) -> bool:
     try:
@@ -121,8 +124,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 "127.0.0.1",
                 "-p",
                 "3000",
-                "-m",
-                "gtm_orchestration.definitions",
+                "-w",
+                str(WORKSPACE),
             ],
             env=env,
         )

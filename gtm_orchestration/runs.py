@@ -104,6 +104,7 @@ def process_landing_zone(
     Returns every run's outcome.
     """
     from gtm_orchestration.definitions import defs
+    from gtm_orchestration.warehouse_definitions import defs as warehouse_defs
 
     settings = settings or Settings.from_env()
     cursors = instance.run_storage.get_cursor_values(
@@ -138,6 +139,12 @@ def process_landing_zone(
             instance.run_storage.set_cursor_values({_HUBSPOT_CURSOR: hubspot_cursor})
     if warehouse and report.runs:
         report.runs.append(
-            _execute(defs, "build_warehouse", instance, None, {"gtm/launched_by": "gtm process"})
+            _execute(
+                warehouse_defs,
+                "build_warehouse",
+                instance,
+                None,
+                {"gtm/launched_by": "gtm process"},
+            )
         )
     return report
