@@ -129,6 +129,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             ],
             env=env,
         )
+        # Stopping the demo stops the UI and daemon with it, by Ctrl-C or by kill.
+        signal.signal(signal.SIGTERM, lambda *_: ui.send_signal(signal.SIGTERM))
         try:
             return ui.wait()
         except KeyboardInterrupt:
