@@ -3,24 +3,23 @@
 Its sensor watches the receiver's landing folder of one form source,
 ``landing/webhooks/forms/bench_floor/``, with the ``minimum_interval_seconds`` and
 ``default_status`` of the project's webhook sensor and launches a job on the same kind of
-executor; its asset only appends the event ids it was given, with the time it ran, to
-``$GTM_DATA_DIR/bench_floor/recorded.jsonl``. What a webhook takes to reach that file is what
-the sensor, the run queue and a run's start cost on this instance, before any pipeline work.
+executor; its asset only appends the ids of the events landed there that it has not recorded
+yet, with the time it ran, to ``$GTM_DATA_DIR/bench_floor/recorded.jsonl``. What a webhook
+takes to reach that file is what the sensor, the run queue and a run's start cost on this
+instance, before any pipeline work.
 
 The settings are read from the project's definitions, or from ``GTM_BENCH_FLOOR_SENSOR``
 (JSON of ``ReferenceSensor``) when the benchmark has read them already, so this location does
 not import the project: a run's start then costs what a trivial location's does.
 """
 
-# No `from __future__ import annotations`: Dagster reads the asset's config class from its
-# annotation when the asset is defined.
+from __future__ import annotations
 
 import json
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Self
 
 import dagster as dg
 
@@ -52,7 +51,7 @@ class ReferenceSensor:
     executor: str
 
     @classmethod
-    def from_project(cls) -> Self:
+    def from_project(cls) -> ReferenceSensor:
         """The project's webhook sensor, else its file sensor, as its definitions declare it."""
         from gtm_orchestration.definitions import defs
 
@@ -73,7 +72,7 @@ class ReferenceSensor:
         )
 
     @classmethod
-    def from_env_or_project(cls) -> Self:
+    def from_env_or_project(cls) -> ReferenceSensor:
         """From ``GTM_BENCH_FLOOR_SENSOR`` when set, else ``from_project()``."""
         if serialized := os.environ.get(SETTINGS_ENV):
             return cls(**json.loads(serialized))
@@ -99,30 +98,30 @@ def read_floor_records(data_dir: Path) -> dict[str, float]:
     for line in path.read_text().splitlines():
         if line.strip():
             record = json.loads(line)
-            records.setdefault(record["event_id"], record["recorded_at"])
+            # Overlapping runs may both record an event: the first to see it counts.
+            event_id, at = record["event_id"], record["recorded_at"]
+            records[event_id] = min(at, records.get(event_id, at))
     return records
 
 
-class FloorBatches(dg.Config):
-    """The landed batch files a run of the floor covers."""
-
-    batch_files: list[str]
-
-
-@dg.asset(description="Records the event ids of new bench_floor form batches and when it ran.")
-def bench_floor_events(config: FloorBatches) -> dg.MaterializeResult:
+@dg.asset(description="Records the ids of newly landed bench_floor form events and when it ran.")
+def bench_floor_events() -> dg.MaterializeResult:
+    # Like the pipeline's runs, it takes whatever has landed by the time it runs, not only
+    # the batches its sensor saw.
     recorded_at = time.time()
-    event_ids = [
-        json.loads(line)["event_id"]
-        for batch in config.batch_files
-        for line in Path(batch).read_text().splitlines()
-        if line.strip()
+    data_dir = Settings.from_env().data_dir
+    recorded = read_floor_records(data_dir)
+    new_ids = [
+        event_id
+        for batch in floor_batches(data_dir)
+        for line in batch.read_text().splitlines()
+        if line.strip() and (event_id := json.loads(line)["event_id"]) not in recorded
     ]
-    path = Settings.from_env().data_dir / RECORDS_SUBPATH
+    path = data_dir / RECORDS_SUBPATH
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = "".join(
         json.dumps({"event_id": event_id, "recorded_at": recorded_at}) + "\n"
-        for event_id in event_ids
+        for event_id in new_ids
     )
     # One O_APPEND write per run, so runs that overlap never interleave their lines.
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -130,7 +129,7 @@ def bench_floor_events(config: FloorBatches) -> dg.MaterializeResult:
         os.write(descriptor, lines.encode())
     finally:
         os.close(descriptor)
-    return dg.MaterializeResult(metadata={"events": dg.MetadataValue.int(len(event_ids))})
+    return dg.MaterializeResult(metadata={"events": dg.MetadataValue.int(len(new_ids))})
 
 
 REFERENCE = ReferenceSensor.from_env_or_project()
@@ -159,15 +158,7 @@ def bench_floor_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult |
     if not batches:
         return dg.SkipReason(f"no new {FLOOR_SOURCE} form batches")
     newest = batches[-1].name
-    config = FloorBatches(batch_files=[str(path) for path in batches])
-    return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(
-                run_key=newest, run_config=dg.RunConfig(ops={"bench_floor_events": config})
-            )
-        ],
-        cursor=newest,
-    )
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=newest)], cursor=newest)
 
 
 defs = dg.Definitions(

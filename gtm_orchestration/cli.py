@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 
 import httpx
@@ -18,7 +18,7 @@ from gtm_orchestration.settings import RECEIVER_PORT, SANDBOX_HOST, SANDBOX_PORT
 WORKSPACE = Path(__file__).resolve().parent.parent / "workspace.yaml"
 
 
-def _sandbox_is_up(base_url: str) -> bool:
+def _answers(base_url: str) -> bool:
     try:
         return httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200
     except httpx.HTTPError:
@@ -86,12 +86,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from gtm_orchestration.demo import drop_sample_files, seed_crm, summarize
+    from gtm_orchestration.receiver.config import ReceiverConfig
     from gtm_orchestration.runs import dagster_home, process_landing_zone
+    from gtm_orchestration.sandbox.traffic import DemoTraffic
 
     settings = Settings.from_env()
     home = dagster_home()
     with ExitStack() as stack:
-        if not _sandbox_is_up(settings.hubspot_base_url):
+        if not _answers(settings.hubspot_base_url):
             from gtm_orchestration.sandbox.server import SandboxServer
 
             default_url = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
@@ -100,9 +102,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                 return 1
             stack.enter_context(SandboxServer(settings.sandbox_dir, port=SANDBOX_PORT))
             print(f"sandbox CRM on {default_url} (state in {settings.sandbox_dir})")
+        receiver_url = _start_receiver(stack, settings)
         seeded = seed_crm(settings.hubspot_base_url, settings.hubspot_access_token)
         dropped = drop_sample_files(settings)
-        print(f"seeded {seeded} CRM records; dropped {len(dropped)} sample files")
+        secret = ReceiverConfig.from_env().webhook_secret
+        # The sample burst has fixed event ids: replaying the demo lands nothing new.
+        with closing(DemoTraffic(receiver_url, secret, event_id_prefix="sample")) as burst:
+            posted = burst.post_burst(DEMO_FORMS, DEMO_SIGNALS)
+        print(
+            f"seeded {seeded} CRM records; dropped {len(dropped)} sample files; "
+            f"posted {len(posted)} form fills and {DEMO_SIGNALS} engagement signals"
+        )
         with dg.DagsterInstance.get() as instance:
             report = process_landing_zone(instance, settings)
         _print_report(report)
@@ -112,7 +122,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             print(f"  {line}")
         if args.once:
             return 0 if report.success else 1
-        print("\nDagster UI on http://127.0.0.1:3000 (Ctrl-C to stop)")
+        # From here on the sandbox keeps posting form fills and signals: runs appear in the UI.
+        stack.enter_context(DemoTraffic(receiver_url, secret))
+        print(f"\nwebhook receiver on {receiver_url}, posting demo traffic to it")
+        print("Dagster UI on http://127.0.0.1:3000 (Ctrl-C to stop)")
         env = dict(os.environ, DAGSTER_HOME=str(home))
         ui = subprocess.Popen(
             [
@@ -136,6 +149,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             ui.send_signal(signal.SIGINT)
             return ui.wait()
+
+
+# What the demo posts to the receiver before its pipeline pass.
+DEMO_FORMS = 12
+DEMO_SIGNALS = 20
+
+
+def _start_receiver(stack: ExitStack, settings: Settings) -> str:
+    """The receiver's URL: one already running, or one started here for the demo."""
+    from gtm_orchestration.receiver.server import ReceiverServer
+
+    url = f"http://{SANDBOX_HOST}:{settings.receiver_port}"
+    if settings.receiver_port and _answers(url):
+        return url
+    server = stack.enter_context(ReceiverServer(settings.data_dir, port=settings.receiver_port))
+    return server.base_url
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ class Settings:
     warehouse_url: str
     hubspot_base_url: str
     hubspot_access_token: str = field(repr=False)  # a secret: never printed
+    receiver_port: int = RECEIVER_PORT
 
     @property
     def landing_dir(self) -> Path:
@@ -47,4 +48,5 @@ class Settings:
                 "HUBSPOT_BASE_URL", f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
             ).rstrip("/"),
             hubspot_access_token=env("HUBSPOT_ACCESS_TOKEN", SANDBOX_HUBSPOT_TOKEN),
+            receiver_port=int(env("GTM_RECEIVER_PORT", str(RECEIVER_PORT))),
         )

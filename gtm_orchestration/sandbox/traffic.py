@@ -27,20 +27,20 @@ from typing import Any
 
 import httpx
 
+from gtm_orchestration.receiver.app import ENGAGEMENT_TYPES
 from gtm_orchestration.receiver.signatures import gtm_signature
 
 logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-GTM-Signature"
-ENGAGEMENT_TYPES = (
-    "email_opened",
-    "email_clicked",
-    "email_replied",
-    "meeting_booked",
-    "page_visit",
-)
 # Opens and visits are common, replies and meetings rare, as in any outbound sequence.
-ENGAGEMENT_WEIGHTS = (40, 20, 6, 4, 30)
+ENGAGEMENT_WEIGHTS = {
+    "email_opened": 40,
+    "email_clicked": 20,
+    "email_replied": 6,
+    "meeting_booked": 4,
+    "page_visit": 30,
+}
 ENGAGEMENTS_PER_FORM = 1.5
 # Real senders redeliver when they miss an answer; the receiver must answer "duplicate".
 REDELIVERY_RATE = 0.05
@@ -332,7 +332,7 @@ class DemoLeads:
         """An engagement event of one of ``emails`` (recent ones more often) around
         ``occurred_at``, with the extras its type carries (subject, url, ...)."""
         rng = self._engagement
-        kind = rng.choices(ENGAGEMENT_TYPES, weights=ENGAGEMENT_WEIGHTS)[0]
+        kind = rng.choices(ENGAGEMENT_TYPES, [ENGAGEMENT_WEIGHTS[t] for t in ENGAGEMENT_TYPES])[0]
         at = occurred_at - timedelta(seconds=rng.randint(0, 90))
         event: dict[str, Any] = {
             "type": kind,
@@ -434,6 +434,7 @@ class DemoTraffic:
         seed: int = 7,
         form_source: str = "leads",
         engagement_provider: str = "outreach",
+        event_id_prefix: str | None = None,
     ) -> None:
         if forms_per_minute <= 0:
             raise ValueError(f"forms_per_minute must be positive, got {forms_per_minute}")
@@ -448,7 +449,9 @@ class DemoTraffic:
         self._secret = webhook_secret
         self._leads = DemoLeads(seed)
         self._schedule = random.Random(f"{seed}:schedule")
-        self._id_prefix = secrets.token_hex(4)
+        # A fixed prefix makes a replay deliver the same event ids, which the receiver
+        # recognises as already landed; by default every instance sends new events.
+        self._id_prefix = event_id_prefix or secrets.token_hex(4)
         self._ids = itertools.count(1)
         self._emails: list[str] = []
         self._known_emails: set[str] = set()

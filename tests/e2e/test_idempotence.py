@@ -52,7 +52,12 @@ def test_materializing_everything_twice_changes_nothing(settings: Settings, crm:
 
 
 def _demo_once(settings: Settings, crm: Crm) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, GTM_DATA_DIR=str(settings.data_dir), HUBSPOT_BASE_URL=crm.base_url)
+    env = dict(
+        os.environ,
+        GTM_DATA_DIR=str(settings.data_dir),
+        HUBSPOT_BASE_URL=crm.base_url,
+        GTM_RECEIVER_PORT="0",
+    )
     return subprocess.run(
         [sys.executable, "-m", "gtm_orchestration.cli", "demo", "--once"],
         env=env,
@@ -68,6 +73,12 @@ def test_demo_once_twice_on_the_same_data_folder(settings: Settings, crm: Crm) -
     assert "contacts created" in first.stdout and "rows rejected" in first.stdout
     created = int(first.stdout.split("contacts created")[1].split()[0])
     assert created > 10
+    # The sample form fills posted to the receiver are contacts too.
+    assert "posted 12 form fills" in first.stdout
+    emails = {
+        c["properties"]["email"] for c in crm.all("contacts", "email", "gtm_engagement_score")
+    }
+    assert len(emails) >= created
     writes, write_requests, updated = crm.writes(), crm.write_requests(), _updated_at(crm)
 
     second = _demo_once(settings, crm)

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from gtm_orchestration.receiver import read_webhook_batch, scan_webhook_batches
+from gtm_orchestration.receiver.app import ENGAGEMENT_TYPES
 from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.sandbox.background import free_port
-from gtm_orchestration.sandbox.traffic import ENGAGEMENT_TYPES, DemoTraffic
+from gtm_orchestration.sandbox.traffic import DemoTraffic
 
 SECRET = "test-webhook-secret"
 LEAD_FIELDS = {
