@@ -114,7 +114,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"posted {len(posted)} form fills and {DEMO_SIGNALS} engagement signals"
         )
         with dg.DagsterInstance.get() as instance:
-            report = process_landing_zone(instance, settings)
+            # The demo materializes every asset, CRM change capture included.
+            report = process_landing_zone(instance, settings, poll_crm=True)
         _print_report(report)
         summary = summarize(settings, report.run_ids)
         print("\nsummary")

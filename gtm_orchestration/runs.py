@@ -96,12 +96,17 @@ def _execute(
 
 
 def process_landing_zone(
-    instance: dg.DagsterInstance, settings: Settings | None = None, *, warehouse: bool = True
+    instance: dg.DagsterInstance,
+    settings: Settings | None = None,
+    *,
+    warehouse: bool = True,
+    poll_crm: bool = False,
 ) -> ProcessReport:
     """Run the pipeline for every landing day with new files or batches, then dbt.
 
     The cursors live in the instance, so a second call with nothing new runs nothing.
-    Returns every run's outcome.
+    ``poll_crm`` also runs CRM change capture when no HubSpot webhook arrived, as its
+    schedule would. Returns every run's outcome.
     """
     from gtm_orchestration.definitions import defs
     from gtm_orchestration.warehouse_definitions import defs as warehouse_defs
@@ -130,7 +135,7 @@ def process_landing_zone(
     request, hubspot_cursor = new_hubspot_batches_request(
         settings.landing_dir, cursors.get(_HUBSPOT_CURSOR)
     )
-    if request is not None:
+    if request is not None or poll_crm:
         outcome = _execute(
             defs, "crm_change_capture", instance, None, {"gtm/launched_by": "gtm process"}
         )

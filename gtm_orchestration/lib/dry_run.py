@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import pyarrow as pa
 
+from gtm_orchestration.lib.batch import scratch_connection
 from gtm_orchestration.lib.crm_schema import build_payloads
 from gtm_orchestration.lib.lead_files import read_lead_file
 from gtm_orchestration.lib.mapping import MappingRegistry
@@ -54,7 +54,7 @@ def dry_run_file(
     }.items():
         rows = rows.append_column(name, array)
 
-    con = duckdb.connect()
+    con = scratch_connection()
     con.register("dry_rows", rows)
     leads, _ = transform_leads(con, "dry_rows")
     con.close()

@@ -69,6 +69,21 @@ LEAD_COLUMNS = (
     "records_merged",
 )
 
+# Lead columns computed once the records of one email are merged.
+_DERIVED_AFTER_MERGE = frozenset(
+    (
+        "email",
+        "fit_score",
+        "fit_reasons",
+        "territory",
+        "owner_id",
+        "routing_rule",
+        "lifecycle_stage",
+        "flags",
+        "records_merged",
+    )
+)
+
 COMPANY_COLUMNS = (
     "domain",
     "company",
@@ -274,33 +289,8 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
         FROM t_norm r {dom} {reg} {ph}
         """
     )
-    newest = [
-        "first_name",
-        "last_name",
-        "title",
-        "company",
-        "website",
-        "phone",
-        "country",
-        "country_code",
-        "state",
-        "city",
-        "industry",
-        "company_industry",
-        "annual_revenue",
-        "employees",
-        "employees_band",
-        "domain",
-        "function",
-        "seniority",
-        "persona",
-        "persona_rule",
-        "source",
-        "mapping_version",
-        "source_file",
-        "line",
-        "landed_at",
-    ]
+    # Per email, the newest non-empty value of each field wins; the rest is derived later.
+    newest = [c for c in LEAD_COLUMNS if c not in _DERIVED_AFTER_MERGE]
     picks = ",\n".join(f"arg_max({c}, seq) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in newest)
     con.execute(
         f"""

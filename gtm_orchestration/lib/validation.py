@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import duckdb
 import pyarrow as pa
 
-from gtm_orchestration.lib.batch import distinct_lookup, join_on
+from gtm_orchestration.lib.batch import distinct_lookup, join_on, scratch_connection
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS
 from gtm_orchestration.lib.normalize import is_valid_email, normalize_email
 
@@ -67,7 +66,7 @@ def validate_lead_rows(rows: pa.Table) -> tuple[pa.Table, list[Rejection]]:
     A row is rejected when its email is missing or malformed, or when any field holds a
     spreadsheet formula. Accepted rows are returned unchanged (same columns).
     """
-    con = duckdb.connect()
+    con = scratch_connection()
     con.register("candidate_rows", rows)
     email_lookup = distinct_lookup(
         con,

@@ -146,6 +146,10 @@ DDL: tuple[str, ...] = (
 )
 
 
+# Warehouses whose tables this process has already made sure of: a run's steps share one.
+_PREPARED: set[Path] = set()
+
+
 class WarehouseError(RuntimeError):
     """The warehouse URL is not usable."""
 
@@ -177,9 +181,10 @@ class Warehouse:
         path.parent.mkdir(parents=True, exist_ok=True)
         con = _connect_with_retry(path, read_only=read_only and path.exists())
         try:
-            if not read_only:
+            if not read_only and path not in _PREPARED:
                 for statement in DDL:
                     con.execute(statement)
+                _PREPARED.add(path)
             yield con
         finally:
             con.close()
