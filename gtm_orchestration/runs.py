@@ -1,7 +1,8 @@
 """Running the pipeline synchronously on the configured instance (``gtm process``).
 
-It does what the file sensor and the automation do in a running deployment, once, in this
-process: one run per landing day with new files, then the warehouse models.
+It does what the sensors and the automation do in a running deployment, once, in this
+process: one run per landing day with new files or webhook batches, CRM change capture
+when HubSpot webhooks arrived, then the warehouse models.
 """
 
 from __future__ import annotations
