@@ -25,6 +25,7 @@ def launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteIn
         instance=instance,
         partition_key=request.partition_key,
         tags=dict(request.tags) | {"dagster/run_key": request.run_key or ""},
+        asset_selection=request.asset_selection,
         raise_on_error=False,
     )
 

@@ -41,6 +41,28 @@ def cursor_day(cursor: str | None) -> str | None:
     return (newest - timedelta(days=1)).date().isoformat()
 
 
+# What each kind of landed item feeds; a run takes only what its items need, which keeps
+# the real-time path short (an email open needs no lead re-derived).
+_LEAD_ASSETS = ("leads", "companies", "hubspot_companies", "hubspot_contacts")
+_ENGAGEMENT_ASSETS = ("engagement_scores", "hubspot_engagement")
+_EXTRACT_ASSETS = (
+    "raw_lead_rows",
+    "file_ingestion_log",
+    "rejected_lead_rows",
+    "raw_engagement_events",
+)
+
+
+def assets_for(items: list[LandedItem]) -> list[dg.AssetKey] | None:
+    """The assets a run over ``items`` must materialize (None: the whole job)."""
+    kinds = {i.source.split("/", 1)[0] if i.is_webhook_batch else "files" for i in items}
+    if kinds == {"engagement"}:
+        return [dg.AssetKey(k) for k in _EXTRACT_ASSETS + _ENGAGEMENT_ASSETS]
+    if "engagement" not in kinds:
+        return [dg.AssetKey(k) for k in _EXTRACT_ASSETS + _LEAD_ASSETS]
+    return None
+
+
 def landed_run_requests(
     items: list[LandedItem], cursor: str | None, trigger: str
 ) -> tuple[list[dg.RunRequest], str | None]:
@@ -60,6 +82,7 @@ def landed_run_requests(
                 run_key=f"{trigger}:{hashlib.sha256(identity.encode()).hexdigest()[:20]}",
                 partition_key=day,
                 tags={"gtm/trigger": trigger, "gtm/landed": names[:1000]},
+                asset_selection=assets_for(day_items),
             )
         )
     return requests, _advance(new, cursor)
