@@ -64,6 +64,7 @@ EXPECTED_DEPS = {
 EXPECTED_BLOCKING_CHECKS = {
     ("leads", "required_fields_present"),
     ("leads", "emails_unique"),
+    ("leads", "emails_valid"),
     ("leads", "enumerations_valid"),
     ("companies", "domains_unique"),
     ("companies", "domains_well_formed"),

@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
+from gtm_orchestration.lib.batch import distinct_lookup, join_on
 from gtm_orchestration.lib.crm_schema import portal_schema
+from gtm_orchestration.lib.normalize import is_valid_email
 
 REQUIRED_LEAD_FIELDS = (
     "email",
@@ -69,6 +72,22 @@ def duplicate_keys(con: duckdb.DuckDBPyConnection, relation: str, key: str) -> Q
     rows = con.execute(
         f"SELECT lower({key}) || ' x' || count(*) FROM {relation} "
         f"WHERE {key} IS NOT NULL GROUP BY lower({key}) HAVING count(*) > 1"
+    ).fetchall()
+    return _result(rows)
+
+
+def malformed_emails(con: duckdb.DuckDBPyConnection, relation: str) -> QualityResult:
+    """Emails the CRM could not key a contact by (extraction's own rule, checked again)."""
+    lookup = distinct_lookup(
+        con,
+        relation,
+        ["email"],
+        lambda email: (email is not None and is_valid_email(email),),
+        pa.schema([("valid", pa.bool_())]),
+    )
+    rows = con.execute(
+        f"SELECT r.email FROM {relation} r JOIN {lookup} AS l ON {join_on('l', ['r.email'])} "
+        "WHERE NOT l.valid"
     ).fetchall()
     return _result(rows)
 

@@ -26,6 +26,12 @@ CHECKS = [
         description="One lead per email: the CRM upsert key.",
     ),
     dg.AssetCheckSpec(
+        "emails_valid",
+        asset="leads",
+        blocking=True,
+        description="Every lead's email is one the CRM can key a contact by.",
+    ),
+    dg.AssetCheckSpec(
         "enumerations_valid",
         asset="leads",
         blocking=True,
@@ -62,6 +68,7 @@ def _check(name: str, asset: str, results: list[quality.QualityResult]) -> dg.As
 LEAD_CHECKS = {
     "required_fields_present": quality.missing_required_fields,
     "emails_unique": lambda con, rel: quality.duplicate_keys(con, rel, "email"),
+    "emails_valid": quality.malformed_emails,
     "enumerations_valid": quality.invalid_enumerations,
 }
 COMPANY_CHECKS = {
