@@ -45,6 +45,7 @@ from gtm_orchestration.lib.connectors.hubspot import (
     SearchPage,
 )
 from gtm_orchestration.lib.crm_sync import REP_EDIT_SOURCE
+from gtm_orchestration.lib.hubspot_time import ms_from_text, now_ms
 from gtm_orchestration.receiver.landing import (
     WebhookBatchError,
     read_webhook_batch,
@@ -86,16 +87,7 @@ def epoch_ms(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    text = str(value).strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+    return ms_from_text(str(value))
 
 
 def moment_of(ms: int) -> datetime:
@@ -1067,7 +1059,7 @@ def capture_contact_changes(
         start_ms = window_start(read_high_water_mark(con), overlap_ms)
     # The window ends when the poll starts, so paging ends even while contacts keep changing;
     # a CRM clock ahead of ours only delays what it stamped later than our now.
-    end_ms = max(start_ms, (datetime.now(UTC) - _EPOCH) // timedelta(milliseconds=1))
+    end_ms = max(start_ms, now_ms())
     outcome = search_contact_versions(
         client, tracked, start_ms, end_ms, page_size=page_size, max_results=max_results
     )

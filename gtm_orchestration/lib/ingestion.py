@@ -23,6 +23,7 @@ from gtm_orchestration.lib.lead_files import (
     FileRejected,
     LandedFile,
     ParsedLeadFile,
+    modified_at,
     read_form_batch,
     read_lead_file,
 )
@@ -56,7 +57,20 @@ def ingest_landed_items(
 ) -> IngestionSummary:
     """Ingest every item of ``items`` not ingested before; returns the counts."""
     summary = IngestionSummary()
+    # Items already handled, by path, size and mtime: every real-time run of a day looks at
+    # all of the day's items, and only new or changed ones are worth reading and hashing.
+    handled = set(
+        con.execute(
+            "SELECT file_path, size_bytes, file_modified_at FROM raw.file_ingestions "
+            "WHERE partition_date = ? AND (status IN ('ingested', 'duplicate') "
+            "OR mapping_version = ?)",
+            [partition_date, registry.version],
+        ).fetchall()
+    )
     for item in items:
+        if (str(item.path), item.size_bytes, modified_at(item.mtime_ns)) in handled:
+            summary.files_skipped += 1
+            continue
         _ingest_one(con, item, registry, partition_date, run_id, summary)
     return summary
 

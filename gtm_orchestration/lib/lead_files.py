@@ -28,6 +28,11 @@ class FileRejected(ValueError):
     """The whole file cannot be ingested; the message says why."""
 
 
+def modified_at(mtime_ns: int) -> datetime:
+    """A file's mtime as the ingestion log records it (whole microseconds, UTC)."""
+    return datetime.fromtimestamp(mtime_ns // 1000 / 1e6, tz=UTC)
+
+
 @dataclass(frozen=True)
 class LandedFile:
     """Identity of a dropped file: what the ingestion log records about it."""
@@ -50,7 +55,7 @@ class LandedFile:
             source=source,
             sha256=digest.hexdigest(),
             size_bytes=stat.st_size,
-            modified_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+            modified_at=modified_at(stat.st_mtime_ns),
         )
 
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from gtm_orchestration.lib.hubspot_time import iso_from_ms, now_ms
 from gtm_orchestration.sandbox.hubspot.errors import (
     CONFLICT,
     OBJECT_NOT_FOUND,
@@ -47,7 +48,6 @@ from gtm_orchestration.sandbox.hubspot.store import (
     WriteResult,
     WriteSource,
 )
-from gtm_orchestration.sandbox.hubspot.timestamps import iso_from_ms, now_ms
 from gtm_orchestration.sandbox.state import SandboxDatabase
 
 MAX_BATCH_INPUTS = 100

@@ -17,8 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from gtm_orchestration.lib.config import config_path, load_model
+from gtm_orchestration.lib.hubspot_time import iso_from_ms, ms_from_text
 from gtm_orchestration.sandbox.hubspot.owners import OWNER_IDS
-from gtm_orchestration.sandbox.hubspot.timestamps import iso_from_ms, ms_from_text
 
 PROPERTIES_FILE = config_path("crm", "hubspot_properties.yaml")
 

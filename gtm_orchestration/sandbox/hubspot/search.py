@@ -15,9 +15,9 @@ from decimal import Decimal, InvalidOperation
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gtm_orchestration.lib.hubspot_time import ms_from_text
 from gtm_orchestration.sandbox.hubspot.schema import ObjectSchema, PropertyDefinition
 from gtm_orchestration.sandbox.hubspot.store import CrmRecord
-from gtm_orchestration.sandbox.hubspot.timestamps import ms_from_text
 
 MAX_FILTER_GROUPS = 5
 MAX_FILTERS_PER_GROUP = 6

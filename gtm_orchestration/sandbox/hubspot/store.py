@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gtm_orchestration.sandbox.hubspot.timestamps import iso_from_ms, now_ms
+from gtm_orchestration.lib.hubspot_time import iso_from_ms, now_ms
 from gtm_orchestration.sandbox.state import SandboxDatabase
 
 _DDL = (

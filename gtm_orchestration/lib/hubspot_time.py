@@ -1,4 +1,7 @@
-"""HubSpot's two spellings of a moment: ISO 8601 with milliseconds and Z, and epoch millis."""
+"""HubSpot's two spellings of a moment: ISO 8601 with milliseconds and Z, and epoch millis.
+
+Shared by the connectors that read HubSpot and the sandbox that emulates it.
+"""
 
 from __future__ import annotations
 
