@@ -82,6 +82,33 @@ def _cmd_dry_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_version(text: str) -> int:
+    """A registry version as typed: ``2`` or ``v2``."""
+    try:
+        return int(text.lower().removeprefix("v"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a registry version (2 or v2)") from None
+
+
+def _cmd_mapping_diff(args: argparse.Namespace) -> int:
+    from gtm_orchestration.lib.config import ConfigError
+    from gtm_orchestration.lib.landing import scan_dropped_files, scan_lead_webhook_batches
+    from gtm_orchestration.lib.mapping import load_registry
+    from gtm_orchestration.lib.mapping_diff import describe, diff_landed_records, diff_registries
+
+    try:
+        old, new = load_registry(args.old), load_registry(args.new)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    landing = settings.data_dir / "landing"
+    items = scan_dropped_files(landing / "files") + scan_lead_webhook_batches(landing)
+    records = diff_landed_records(items, old, new)
+    print(describe(old, new, diff_registries(old, new), records))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -194,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     dry.add_argument("file", help="the CSV file")
     dry.add_argument("--out", help="where to write the payload CSV")
     dry.set_defaults(handler=_cmd_dry_run)
+
+    mapping = commands.add_parser("mapping", help="the field-mapping registry")
+    mapping_commands = mapping.add_subparsers(dest="mapping_command", required=True)
+    diff = mapping_commands.add_parser(
+        "diff", help="what changing the registry from OLD to NEW would do to the landed records"
+    )
+    diff.add_argument("old", type=_registry_version, help="registry version, e.g. 1 or v1")
+    diff.add_argument("new", type=_registry_version, help="registry version, e.g. 2 or v2")
+    diff.set_defaults(handler=_cmd_mapping_diff)
     return parser
 
 

@@ -9,14 +9,21 @@ import dagster as dg
 from gtm_orchestration.defs.extract.assets import landed_data
 from gtm_orchestration.defs.extract.crm_changes import CRM_CHANGE_DEFS
 from gtm_orchestration.defs.extract.sensors import lead_file_sensor, webhook_batch_sensor
-from gtm_orchestration.defs.jobs import lead_pipeline_job
+from gtm_orchestration.defs.jobs import (
+    lead_pipeline_job,
+    nightly_rescore_job,
+    nightly_rescore_schedule,
+)
 from gtm_orchestration.defs.load.assets import (
     hubspot_companies,
     hubspot_contacts,
     hubspot_engagement,
+    hubspot_engagement_rescore,
 )
 from gtm_orchestration.defs.resources import RESOURCES
 from gtm_orchestration.defs.transform.assets import engagement_scores, transformed_leads
+from gtm_orchestration.defs.transform.enrichment import ENRICHMENT_DEFS
+from gtm_orchestration.defs.transform.rescore import engagement_rescores
 
 defs = dg.Definitions(
     assets=[
@@ -26,11 +33,27 @@ defs = dg.Definitions(
         hubspot_companies,
         hubspot_contacts,
         hubspot_engagement,
+        engagement_rescores,
+        hubspot_engagement_rescore,
         *CRM_CHANGE_DEFS["assets"],
     ],
-    jobs=[lead_pipeline_job, *CRM_CHANGE_DEFS["jobs"]],
-    schedules=CRM_CHANGE_DEFS["schedules"],
-    sensors=[lead_file_sensor, webhook_batch_sensor, *CRM_CHANGE_DEFS["sensors"]],
+    jobs=[
+        lead_pipeline_job,
+        nightly_rescore_job,
+        *CRM_CHANGE_DEFS["jobs"],
+        *ENRICHMENT_DEFS["jobs"],
+    ],
+    schedules=[
+        nightly_rescore_schedule,
+        *CRM_CHANGE_DEFS["schedules"],
+        *ENRICHMENT_DEFS["schedules"],
+    ],
+    sensors=[
+        lead_file_sensor,
+        webhook_batch_sensor,
+        *CRM_CHANGE_DEFS["sensors"],
+        *ENRICHMENT_DEFS["sensors"],
+    ],
     resources=RESOURCES,
     # Steps share the warehouse pool and run one after another anyway; one process per run
     # spares each step a fresh import of the code location.

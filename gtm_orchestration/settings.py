@@ -13,6 +13,7 @@ RECEIVER_PORT = 8787
 SANDBOX_HUBSPOT_TOKEN = "sandbox-hubspot-token"
 SANDBOX_HUBSPOT_CLIENT_SECRET = "sandbox-hubspot-client-secret"
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
+SANDBOX_ENRICHMENT_API_KEY = "sandbox-enrichment-key"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Settings:
     warehouse_url: str
     hubspot_base_url: str
     hubspot_access_token: str = field(repr=False)  # a secret: never printed
+    enrichment_base_url: str
+    enrichment_api_key: str = field(repr=False)  # a secret: never printed
     receiver_port: int = RECEIVER_PORT
 
     @property
@@ -41,12 +44,19 @@ class Settings:
             return os.environ.get(name) or default  # an empty variable counts as unset
 
         data_dir = Path(env("GTM_DATA_DIR", "./data")).resolve()
+        sandbox_url = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
+        hubspot_base_url = env("HUBSPOT_BASE_URL", sandbox_url).rstrip("/")
+        # Without a HubSpot token, HUBSPOT_BASE_URL is a sandbox, and every sandbox serves
+        # the enrichment API too: a demo or test pointed at another sandbox uses all of it.
+        hubspot_is_sandbox = not os.environ.get("HUBSPOT_ACCESS_TOKEN")
         return cls(
             data_dir=data_dir,
             warehouse_url=env("GTM_WAREHOUSE_URL", f"duckdb:///{data_dir / 'warehouse.duckdb'}"),
-            hubspot_base_url=env(
-                "HUBSPOT_BASE_URL", f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
-            ).rstrip("/"),
+            hubspot_base_url=hubspot_base_url,
             hubspot_access_token=env("HUBSPOT_ACCESS_TOKEN", SANDBOX_HUBSPOT_TOKEN),
+            enrichment_base_url=env(
+                "GTM_ENRICHMENT_BASE_URL", hubspot_base_url if hubspot_is_sandbox else sandbox_url
+            ).rstrip("/"),
+            enrichment_api_key=env("GTM_ENRICHMENT_API_KEY", SANDBOX_ENRICHMENT_API_KEY),
             receiver_port=int(env("GTM_RECEIVER_PORT", str(RECEIVER_PORT))),
         )

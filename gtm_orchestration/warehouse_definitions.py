@@ -11,13 +11,14 @@ from pathlib import Path
 import dagster as dg
 from dagster_dbt import DbtCliResource
 
-from gtm_orchestration.defs.jobs import warehouse_job
+from gtm_orchestration.defs.jobs import nightly_warehouse_schedule, warehouse_job
 from gtm_orchestration.defs.resources import RESOURCES
 from gtm_orchestration.defs.warehouse.dbt import dbt_project, warehouse_models
 
 defs = dg.Definitions(
     assets=[warehouse_models],
     jobs=[warehouse_job],
+    schedules=[nightly_warehouse_schedule],
     resources={
         "warehouse": RESOURCES["warehouse"],
         # dbt comes with the project's environment, whatever the PATH of the process.

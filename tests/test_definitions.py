@@ -8,6 +8,8 @@ import sys
 import dagster as dg
 
 from gtm_orchestration.definitions import defs as pipeline_defs
+from gtm_orchestration.defs.partitions import landing_day, nightly_day
+from gtm_orchestration.lib.mapping import load_registry
 from gtm_orchestration.warehouse_definitions import defs as warehouse_defs
 
 # The UI shows both code locations as one asset graph.
@@ -25,6 +27,8 @@ EXPECTED_GROUPS = {
     "hubspot_companies": "load",
     "hubspot_contacts": "load",
     "hubspot_engagement": "load",
+    "engagement_rescores": "nightly",
+    "hubspot_engagement_rescore": "nightly",
     "stg_lead_rows": "warehouse",
     "stg_file_ingestions": "warehouse",
     "stg_rejected_rows": "warehouse",
@@ -47,6 +51,8 @@ EXPECTED_DEPS = {
     "hubspot_contacts": {"leads", "hubspot_companies"},
     "engagement_scores": {"raw_engagement_events"},
     "hubspot_engagement": {"engagement_scores", "hubspot_contacts"},
+    "engagement_rescores": {"raw_engagement_events"},
+    "hubspot_engagement_rescore": {"engagement_rescores"},
     "stg_lead_rows": {"raw_lead_rows"},
     "stg_file_ingestions": {"file_ingestion_log"},
     "stg_rejected_rows": {"rejected_lead_rows"},
@@ -99,15 +105,19 @@ def test_checks_guard_the_crm_load() -> None:
 
 def test_pipeline_assets_share_the_landing_day_partitions() -> None:
     graph = defs.resolve_asset_graph()
-    partitioned = {
-        key.to_user_string()
-        for key in graph.get_all_asset_keys()
-        if graph.get(key).partitions_def is not None
+    by_partitions = {
+        key.to_user_string(): graph.get(key).partitions_def for key in graph.get_all_asset_keys()
     }
     # Change capture follows the CRM's clock, not landing days.
     unpartitioned = {"hubspot_contact_snapshot"}
-    assert partitioned == {
-        k for k, g in EXPECTED_GROUPS.items() if g != "warehouse" and k not in unpartitioned
+    assert {k for k, p in by_partitions.items() if p == landing_day} == {
+        k
+        for k, g in EXPECTED_GROUPS.items()
+        if g in {"extract", "transform", "load"} and k not in unpartitioned
+    }
+    # The nightly work covers finished days.
+    assert {k for k, p in by_partitions.items() if p == nightly_day} == {
+        k for k, g in EXPECTED_GROUPS.items() if g == "nightly"
     }
 
 
@@ -116,13 +126,29 @@ def test_jobs_schedules_and_sensors() -> None:
         "lead_pipeline",
         "build_warehouse",
         "crm_change_capture",
+        "enrichment_refresh",
+        "nightly_rescore",
     }
     lead_job = defs.resolve_job_def("lead_pipeline")
     assert "hubspot_contact_snapshot" not in {
         k.to_user_string() for k in lead_job.asset_layer.selected_asset_keys
     }
     assert defs.resolve_schedule_def("crm_change_poll").cron_schedule == "*/5 * * * *"
-    sensors = {"lead_file_sensor", "webhook_batch_sensor", "hubspot_webhook_sensor"}
+    for name in (
+        "nightly_rescore_schedule",
+        "nightly_warehouse_build",
+        "weekly_enrichment_refresh",
+    ):
+        schedule = defs.resolve_schedule_def(name)
+        assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING, name
+    refresh = defs.resolve_schedule_def("weekly_enrichment_refresh")
+    assert (refresh.cron_schedule, refresh.job_name) == ("0 4 * * 1", "enrichment_refresh")
+    sensors = {
+        "lead_file_sensor",
+        "webhook_batch_sensor",
+        "hubspot_webhook_sensor",
+        "rederive_refreshed_days",
+    }
     for name in sensors:
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
 
@@ -139,3 +165,14 @@ def test_pipeline_location_does_not_import_dbt() -> None:
     code = "import sys, gtm_orchestration.definitions; print('dagster_dbt' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_code_versions_follow_the_configuration_each_stage_applies() -> None:
+    # A new mapping or rule file marks the assets that apply it stale in the UI.
+    graph = defs.resolve_asset_graph()
+    version = {k.to_user_string(): graph.get(k).code_version for k in graph.get_all_asset_keys()}
+    registry = f"mapping-v{load_registry().version}-"
+    for asset in ("raw_lead_rows", "leads", "companies", "hubspot_contacts", "hubspot_companies"):
+        assert version[asset].startswith(registry), asset
+    assert version["leads"] != version["raw_lead_rows"]  # the rule files count too
+    assert version["engagement_scores"] == version["engagement_rescores"]

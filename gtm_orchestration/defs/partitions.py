@@ -8,3 +8,6 @@ from gtm_orchestration.lib.landing import PARTITION_START
 landing_day = dg.DailyPartitionsDefinition(
     start_date=PARTITION_START.isoformat(), end_offset=1, timezone="UTC"
 )
+
+# Nightly work covers a finished day: the partition of a day exists once the day is over.
+nightly_day = dg.DailyPartitionsDefinition(start_date=PARTITION_START.isoformat(), timezone="UTC")

@@ -1,18 +1,24 @@
-"""Resources shared by every stage: the landing zone, the warehouse and the CRM.
+"""Resources shared by every stage: the landing zone, the warehouse, the CRM and the
+enrichment API.
 
 Unset fields are read from the environment when a step runs (GTM_DATA_DIR,
-GTM_WAREHOUSE_URL, HUBSPOT_BASE_URL, HUBSPOT_ACCESS_TOKEN), so one code location serves
-any deployment and the CRM token never appears in run configuration or the UI.
+GTM_WAREHOUSE_URL, HUBSPOT_BASE_URL, HUBSPOT_ACCESS_TOKEN, GTM_ENRICHMENT_BASE_URL,
+GTM_ENRICHMENT_API_KEY), so one code location serves any deployment and no token ever
+appears in run configuration or the UI.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+from pydantic import Field
 
+from gtm_orchestration.lib.connectors.enrichment import EnrichmentClient
 from gtm_orchestration.lib.connectors.hubspot import HubSpotClient
+from gtm_orchestration.lib.enrichment import EnrichmentTtl
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 
@@ -60,8 +66,48 @@ class HubSpotResource(dg.ConfigurableResource):
             yield client
 
 
+class EnrichmentResource(dg.ConfigurableResource):
+    """The company enrichment API and how long its answers are cached; the key only ever
+    comes from GTM_ENRICHMENT_API_KEY."""
+
+    base_url: str | None = None
+    found_ttl_days: float = Field(
+        default=30, gt=0, description="Days a found company's firmographics are reused."
+    )
+    unknown_ttl_days: float = Field(
+        default=7, gt=0, description="Days a domain the API does not know is not asked again."
+    )
+    requests_per_second: float = Field(
+        default=8.0, gt=0, description="Pace of requests, below the API's rate limit."
+    )
+    max_attempts: int = Field(default=4, ge=1, description="Tries per lookup, retries included.")
+    backoff_base_s: float = Field(
+        default=0.5, ge=0, description="First retry's wait; doubled for every further try."
+    )
+
+    @property
+    def ttl(self) -> EnrichmentTtl:
+        return EnrichmentTtl(
+            found=timedelta(days=self.found_ttl_days),
+            unknown=timedelta(days=self.unknown_ttl_days),
+        )
+
+    @contextmanager
+    def client(self) -> Iterator[EnrichmentClient]:
+        settings = Settings.from_env()
+        with EnrichmentClient(
+            self.base_url or settings.enrichment_base_url,
+            settings.enrichment_api_key,
+            requests_per_second=self.requests_per_second,
+            max_attempts=self.max_attempts,
+            backoff_base_s=self.backoff_base_s,
+        ) as client:
+            yield client
+
+
 RESOURCES = {
     "landing": LandingZoneResource(),
     "warehouse": WarehouseResource(),
     "hubspot": HubSpotResource(),
+    "enrichment": EnrichmentResource(),
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from gtm_orchestration.lib.config import config_path, load_model
+from gtm_orchestration.lib.conversion import parse_date
 from gtm_orchestration.lib.normalize import is_valid_email, normalize_email
 from gtm_orchestration.lib.validation import Rejection
 from gtm_orchestration.receiver.landing import read_webhook_batch
@@ -61,21 +62,15 @@ def parse_engagement_batch(path: Path) -> tuple[list[EngagementEvent], list[Reje
         if email is None or not is_valid_email(email):
             rejections.append(Rejection(line, "email", payload.get("email"), "malformed email"))
             continue
-        try:
-            occurred_at = datetime.fromisoformat(str(payload.get("occurred_at")))
-        except ValueError:
+        # Providers write the moment their own way: ISO 8601, Unix seconds or milliseconds.
+        converted = parse_date(payload.get("occurred_at"))
+        occurred_at = converted.value
+        if not isinstance(occurred_at, datetime):
+            reason = converted.error or "expected a timestamp"
+            if isinstance(occurred_at, date):
+                reason = "expected a timestamp, found a date without a time of day"
             rejections.append(
-                Rejection(
-                    line,
-                    "occurred_at",
-                    str(payload.get("occurred_at")),
-                    "expected an ISO 8601 timestamp",
-                )
-            )
-            continue
-        if occurred_at.tzinfo is None:
-            rejections.append(
-                Rejection(line, "occurred_at", payload["occurred_at"], "timestamp without zone")
+                Rejection(line, "occurred_at", str(payload.get("occurred_at")), reason)
             )
             continue
         events.append(

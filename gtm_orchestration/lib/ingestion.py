@@ -55,15 +55,20 @@ def ingest_landed_items(
     partition_date: date,
     run_id: str | None = None,
 ) -> IngestionSummary:
-    """Ingest every item of ``items`` not ingested before; returns the counts."""
+    """Ingest every item of ``items`` not yet handled under ``registry``'s version.
+
+    An item handled under an earlier mapping version is read again under this one (a
+    backfill after a mapping change re-derives history from the landing zone): its rows are
+    appended with the new version beside the old ones, and the transform reads each file's
+    rows of its newest version (``raw.current_lead_rows``). Returns the counts.
+    """
     summary = IngestionSummary()
     # Items already handled, by path, size and mtime: every real-time run of a day looks at
     # all of the day's items, and only new or changed ones are worth reading and hashing.
     handled = set(
         con.execute(
             "SELECT file_path, size_bytes, file_modified_at FROM raw.file_ingestions "
-            "WHERE partition_date = ? AND (status IN ('ingested', 'duplicate') "
-            "OR mapping_version = ?)",
+            "WHERE partition_date = ? AND mapping_version = ?",
             [partition_date, registry.version],
         ).fetchall()
     )
@@ -88,7 +93,7 @@ def _ingest_one(
     path = str(landed.path)
     handled = con.execute(
         "SELECT 1 FROM raw.file_ingestions WHERE sha256 = ? AND file_path = ? "
-        "AND (status IN ('ingested', 'duplicate') OR mapping_version = ?)",
+        "AND mapping_version = ?",
         [landed.sha256, path, registry.version],
     ).fetchone()
     if handled:
@@ -96,8 +101,9 @@ def _ingest_one(
         return
     log = _LogEntry(landed, registry.version, partition_date, started, run_id)
     earlier = con.execute(
-        "SELECT file_path FROM raw.file_ingestions WHERE sha256 = ? AND status = 'ingested'",
-        [landed.sha256],
+        "SELECT file_path FROM raw.file_ingestions "
+        "WHERE sha256 = ? AND status = 'ingested' AND file_path <> ?",
+        [landed.sha256, path],
     ).fetchone()
     if earlier is not None:
         summary.files_duplicate += 1
@@ -156,7 +162,7 @@ def _land_lead_rows(
     con.register("incoming_lead_rows", rows)
     con.execute("INSERT INTO raw.lead_rows BY NAME SELECT * FROM incoming_lead_rows")
     con.unregister("incoming_lead_rows")
-    _reject_rows(con, parsed.rejections, landed, partition_date, summary)
+    _reject_rows(con, parsed.rejections, landed, mapping_version, partition_date, summary)
     summary.files_ingested += 1
     summary.rows_in += parsed.rows_total
     summary.rows_accepted += n
@@ -207,7 +213,7 @@ def _ingest_engagement(
         """
     ).fetchone()[0]
     con.unregister("incoming_events")
-    _reject_rows(con, rejections, landed, partition_date, summary)
+    _reject_rows(con, rejections, landed, log.mapping_version, partition_date, summary)
     summary.files_ingested += 1
     summary.rows_in += len(events) + len(rejections)
     summary.rows_rejected += len(rejections)
@@ -237,6 +243,7 @@ def _reject_rows(
     con: duckdb.DuckDBPyConnection,
     rejections: list[Rejection],
     landed: LandedFile,
+    mapping_version: int,
     partition_date: date,
     summary: IngestionSummary,
 ) -> None:
@@ -244,7 +251,9 @@ def _reject_rows(
         return
     now = datetime.now(UTC)
     con.executemany(
-        "INSERT INTO raw.rejected_rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO raw.rejected_rows (source, source_file, file_sha256, line, field, value, "
+        "reason, partition_date, loaded_at, mapping_version) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             [
                 landed.source,
@@ -256,6 +265,7 @@ def _reject_rows(
                 r.reason,
                 partition_date,
                 now,
+                mapping_version,
             ]
             for r in rejections
         ],

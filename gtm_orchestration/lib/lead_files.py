@@ -14,14 +14,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
+from gtm_orchestration.lib.batch import scratch_connection
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, Source
-from gtm_orchestration.lib.validation import Rejection, validate_lead_rows
+from gtm_orchestration.lib.validation import Rejection, validate_lead_rows, validate_relation
 from gtm_orchestration.receiver.landing import WebhookBatchError, read_webhook_batch
 
 # Lines longer than this are not a lead list; csv's own limit (128 KiB) errors less clearly.
 _MAX_FIELD_CHARS = 64 * 1024
+# What str.strip() removes (every character whose isspace() is true), so that values
+# stripped in batch are stripped exactly as the row-by-row reader strips them.
+PY_WHITESPACE = (
+    "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
+    "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# The same characters as a regular expression class, for DuckDB.
+_WS = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PY_WHITESPACE) + "]"
 
 
 class FileRejected(ValueError):
@@ -89,8 +99,11 @@ def read_lead_file(path: Path, source: Source) -> ParsedLeadFile:
     Returns the accepted rows and the rejections; raises FileRejected when the file as a
     whole cannot be used (empty, not UTF-8, unparsable, headers that do not fit).
     """
-    text = decode_lead_file(path.read_bytes(), path)
-    return parse_lead_csv(text, source, path)
+    data = path.read_bytes()
+    parsed = _read_in_batch(data, source, path)
+    if parsed is not None:
+        return parsed
+    return parse_lead_csv(decode_lead_file(data, path), source, path)
 
 
 def parse_lead_csv(text: str, source: Source, path: Path) -> ParsedLeadFile:
@@ -123,14 +136,7 @@ def parse_lead_csv(text: str, source: Source, path: Path) -> ParsedLeadFile:
             continue  # blank lines are not rows
         rows_total += 1
         if len(record) != len(headers):
-            rejections.append(
-                Rejection(
-                    line=start,
-                    field=None,
-                    value=None,
-                    reason=f"expected {len(headers)} fields as in the header, found {len(record)}",
-                )
-            )
+            rejections.append(_wrong_width(start, len(headers), len(record)))
             continue
         lines.append(start)
         row = dict.fromkeys(CANONICAL_FIELDS)
@@ -150,6 +156,213 @@ def parse_lead_csv(text: str, source: Source, path: Path) -> ParsedLeadFile:
 
 def _by_line(rejection: Rejection) -> int:
     return rejection.line or 0
+
+
+def _read_in_batch(data: bytes, source: Source, path: Path) -> ParsedLeadFile | None:
+    """``parse_lead_csv`` of the file, run over whole columns in DuckDB: the same rows,
+    lines, values and rejections, in a fraction of the time for a large file.
+
+    DuckDB splits the file into lines; a record spans several lines only where a quoted
+    value holds a line break, which the parity of the quotes on each line tells. Lines
+    without quotes are split on commas, well-formed quoted lines read by a regular
+    expression, and csv reads the rest (values over several lines, rows of another width).
+    Returns None for anything this reading does not decide exactly as ``parse_lead_csv``
+    would (empty or not UTF-8, lone carriage returns, unbalanced or malformed quotes,
+    over-long values, a header that does not fit): ``parse_lead_csv`` then reads the file
+    and names the problem.
+    """
+    newline = _newline(data)
+    if newline is None:
+        return None
+    con = scratch_connection()
+    try:
+        return _read_lines(con, data, source, path, newline)
+    finally:
+        con.close()
+
+
+def _newline(data: bytes) -> str | None:
+    """The line break of a non-empty file, or None when the file is empty or breaks lines
+    with a lone CR somewhere (csv ends a line there too; only CRLF throughout is read in
+    batch)."""
+    if not data.strip():
+        return None
+    if b"\r" not in data:
+        return "\n"
+    return "\r\n" if data.count(b"\r") == data.count(b"\r\n") == data.count(b"\n") else None
+
+
+def _read_lines(
+    con: duckdb.DuckDBPyConnection, data: bytes, source: Source, path: Path, newline: str
+) -> ParsedLeadFile | None:
+    """The work of _read_in_batch, in temporary tables of ``con``."""
+    try:
+        con.execute(
+            "CREATE TEMP TABLE file_lines AS "
+            "SELECT coalesce(line, '') AS line, "
+            "strlen(line) - strlen(replace(line, '\"', '')) AS quotes "
+            "FROM read_csv($path, columns = {'line': 'VARCHAR'}, delim = chr(1), quote = '', "
+            "escape = '', header = false, auto_detect = false, strict_mode = true, "
+            "compression = 'none')",
+            {"path": str(path)},
+        )
+    except duckdb.Error:
+        return None  # not UTF-8, or a line DuckDB does not take as one value
+    lines, size, longest = con.execute(
+        "SELECT count(*), coalesce(sum(strlen(line)), 0), coalesce(max(length(line)), 0) "
+        "FROM file_lines"
+    ).fetchall()[0]
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    breaks = lines - 1 + data.endswith(newline.encode())
+    if not lines or size + breaks * len(newline) + bom != len(data) or longest > _MAX_FIELD_CHARS:
+        return None  # the lines are not the file, or a value csv would refuse
+
+    # Lines with an odd number of quotes open and close the values over several lines.
+    toggles = [
+        n for (n,) in con.execute("SELECT rowid FROM file_lines WHERE quotes % 2 = 1").fetchall()
+    ]
+    toggles.sort()
+    if len(toggles) % 2 or (toggles and toggles[0] == 0):
+        return None  # unbalanced quotes, or a header row over several lines
+    spans = list(zip(toggles[::2], toggles[1::2], strict=True))
+    spanning = [n for first, last in spans for n in range(first, last + 1)]
+    con.register("spanning_lines", pa.table({"n": pa.array(spanning, pa.int64())}))
+
+    csv.field_size_limit(_MAX_FIELD_CHARS)
+    header = con.execute("SELECT line FROM file_lines WHERE rowid = 0").fetchall()[0][0]
+    try:
+        headers = next(csv.reader([header], strict=True)) if header else []
+    except csv.Error:
+        return None
+    check = source.check_headers(headers)
+    if not headers or not check.ok:
+        return None
+    width = len(headers)
+
+    record = _quoted_record(width)
+    con.execute(
+        f"""
+        CREATE TEMP TABLE file_records AS
+        SELECT rowid AS n, line,
+               CASE WHEN rowid IN (SELECT n FROM spanning_lines) THEN 'csv'
+                    WHEN quotes > 0 THEN
+                        CASE WHEN regexp_full_match(line, '{record}') THEN 'quoted' ELSE 'csv' END
+                    WHEN strlen(line) - strlen(replace(line, ',', '')) = {width - 1} THEN 'plain'
+                    ELSE 'csv' END AS kind
+        FROM file_lines WHERE rowid > 0
+        """
+    )
+    by_csv = con.execute(
+        "SELECT n, line, n IN (SELECT n FROM spanning_lines) AND n NOT IN "
+        f"({', '.join(str(first) for first, _ in spans) or 'NULL'}) "
+        "FROM file_records WHERE kind = 'csv' ORDER BY n"
+    ).fetchall()
+    parsed = _records_by_csv(by_csv, newline)
+    if parsed is None:
+        return None
+    rows_total = 0
+    rejections: list[Rejection] = []
+    fitting: list[tuple[int, list[str]]] = []
+    for first, values in parsed:
+        if len(values) == width:
+            fitting.append((first, values))
+        elif values and not all(not value.strip() for value in values):
+            rows_total += 1
+            rejections.append(_wrong_width(first + 1, width, len(values)))
+    columns = list(zip(*(values for _, values in fitting), strict=True)) or [()] * width
+    con.register(
+        "csv_records",
+        pa.table(
+            {"n": pa.array([first for first, _ in fitting], pa.int64())}
+            | {f"f{i}": pa.array(column, pa.string()) for i, column in enumerate(columns)}
+        ),
+    )
+
+    split = ", ".join(f"parts[{i + 1}] AS f{i}" for i in range(width))
+    unquoted = ", ".join(
+        f"CASE WHEN starts_with(r.f{i}, '\"') THEN replace(r.f{i}[2:-2], '\"\"', '\"') "
+        f"ELSE r.f{i} END AS f{i}"
+        for i in range(width)
+    )
+    groups = ", ".join(f"'f{i}'" for i in range(width))
+    # Only a value next to a comma, a quote or the end of its line can need stripping.
+    padded = f"regexp_matches(line, '(?:^|[,\"]){_WS}|{_WS}(?:[,\"]|$)')"
+    stripped = ", ".join(
+        f"CASE WHEN padded THEN nullif(regexp_replace(f{i}, '^{_WS}+|{_WS}+$', '', 'g'), '') "
+        f"ELSE nullif(f{i}, '') END AS v{i}"
+        for i in range(width)
+    )
+    by_field = {canonical: f"v{index}" for index, canonical in check.columns.items()}
+    canonical = ", ".join(f"{by_field.get(c, 'NULL::VARCHAR')} AS {c}" for c in CANONICAL_FIELDS)
+    values = ", ".join(f"v{i}" for i in range(width))
+    con.execute(
+        f"""
+        CREATE TEMP TABLE file_rows AS
+        SELECT (n + 1)::INTEGER AS line, {canonical}, coalesce({values}) IS NULL AS blank
+        FROM (
+            SELECT n, {stripped} FROM (
+                SELECT n, {padded} AS padded, {split}
+                FROM (SELECT n, line, string_split(line, ',') AS parts
+                      FROM file_records WHERE kind = 'plain')
+                UNION ALL
+                SELECT n, {padded} AS padded, {unquoted}
+                FROM (SELECT n, line, regexp_extract(line, '{record}', [{groups}]) AS r
+                      FROM file_records WHERE kind = 'quoted')
+                UNION ALL
+                SELECT n, true AS padded, {", ".join(f"f{i}" for i in range(width))}
+                FROM csv_records
+            )
+        )
+        """
+    )
+    rows_total += con.execute("SELECT count(*) FROM file_rows WHERE NOT blank").fetchall()[0][0]
+    con.execute(
+        "CREATE TEMP VIEW file_candidates AS "
+        "SELECT * EXCLUDE (blank) FROM file_rows WHERE NOT blank"
+    )
+    accepted, row_rejections = validate_relation(
+        con, "file_candidates", ["line", *CANONICAL_FIELDS]
+    )
+    return ParsedLeadFile(rows_total, accepted, sorted(rejections + row_rejections, key=_by_line))
+
+
+def _quoted_record(width: int) -> str:
+    """A regular expression matching a record of ``width`` well-formed fields, quoted or
+    not; the fields are its groups, quotes included."""
+    field = '"(?:[^"]|"")*"|[^",]*'
+    return ",".join(f"({field})" for _ in range(width))
+
+
+def _records_by_csv(
+    lines: list[tuple[int, str, bool]], newline: str
+) -> list[tuple[int, list[str]]] | None:
+    """The first line (0-based) and values of each record csv reads from ``lines``
+    (number, text, whether it goes on the record of the line before, in file order); None
+    when csv does not read exactly one record from each group of lines."""
+    first_lines: list[int] = []
+    grouped: list[str] = []
+    for n, text, continued in lines:
+        if continued:
+            grouped[-1] += newline + text
+        else:
+            first_lines.append(n)
+            grouped.append(text)
+    try:
+        records = list(csv.reader(grouped, strict=True))
+    except csv.Error:
+        return None
+    if len(records) != len(grouped):
+        return None
+    return list(zip(first_lines, records, strict=True))
+
+
+def _wrong_width(line: int, width: int, found: int) -> Rejection:
+    return Rejection(
+        line=line,
+        field=None,
+        value=None,
+        reason=f"expected {width} fields as in the header, found {found}",
+    )
 
 
 def read_form_batch(path: Path, source: Source) -> ParsedLeadFile:

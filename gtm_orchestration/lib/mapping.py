@@ -194,16 +194,30 @@ def available_versions(directory: Path = MAPPINGS_DIR) -> list[int]:
     return sorted(versions)
 
 
-@cache
-def load_registry(version: int | None = None, directory: Path = MAPPINGS_DIR) -> MappingRegistry:
-    """Load registry ``version`` (default: GTM_MAPPING_VERSION or the highest on disk)."""
+def mappings_dir() -> Path:
+    """The registry's folder: GTM_MAPPINGS_DIR, else the one shipped in the package."""
+    configured = os.environ.get("GTM_MAPPINGS_DIR")
+    return Path(configured) if configured else MAPPINGS_DIR
+
+
+def load_registry(version: int | None = None, directory: Path | None = None) -> MappingRegistry:
+    """Load registry ``version`` from ``directory`` (defaults: GTM_MAPPING_VERSION or the
+    highest version on disk, from ``mappings_dir()``)."""
+    directory = directory or mappings_dir()
     if version is None:
         pinned = os.environ.get("GTM_MAPPING_VERSION")
         versions = available_versions(directory)
         if not versions:
             raise ConfigError(f"{directory}: no mapping registry file v<N>.yaml found")
         version = int(pinned) if pinned else versions[-1]
-    path = directory / f"v{version}.yaml"
+    return _load_registry_file(directory / f"v{version}.yaml", version)
+
+
+@cache
+def _load_registry_file(path: Path, version: int) -> MappingRegistry:
+    if not path.is_file():
+        known = ", ".join(f"v{v}" for v in available_versions(path.parent)) or "none"
+        raise ConfigError(f"{path}: no such mapping registry version (on disk: {known})")
     parsed = load_model(path, RegistryFile)
     if parsed.version != version:
         raise ConfigError(

@@ -1,17 +1,17 @@
 """Normalization of lead and company fields to the values the CRM and the warehouse use.
 
-E-mails, domains, countries, states and provinces, industries, company and person names and
-phone numbers. Every function takes one raw value and returns a plain value, so the transform
-runs it once per distinct value of a batch; all are pure, deterministic, cached and
-idempotent (normalizing a normalized value gives it back). The dictionaries are YAML files
-under ``config/dictionaries`` loaded once per process; each function also takes an explicit
+E-mails (and the identity key that recognises one person across sources), domains,
+countries, states and provinces, industries, company and person names and phone numbers.
+Every function takes one raw value and returns a plain value, so the transform runs it once
+per distinct value of a batch; all are pure, deterministic, cached and idempotent
+(normalizing a normalized value gives it back). The dictionaries are YAML files under
+``config/dictionaries`` loaded once per process; each function also takes an explicit
 dictionary, for other configurations.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
@@ -23,7 +23,7 @@ import tldextract
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 from gtm_orchestration.lib.config import ConfigError, config_path, load_model
-from gtm_orchestration.lib.conversion import CACHE_SIZE, EMPTY, Converted
+from gtm_orchestration.lib.conversion import CACHE_SIZE, EMPTY, Converted, fold
 from gtm_orchestration.lib.crm_schema import portal_schema
 
 
@@ -33,12 +33,6 @@ class _Strict(BaseModel):
 
 # ---------------------------------------------------------------------------------------
 # Text keys
-
-
-def fold(text: str) -> str:
-    """``text`` case-folded with accents removed: ``"Québec"`` -> ``"quebec"``."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
 def compact_key(text: str) -> str:
@@ -151,21 +145,44 @@ def _registrable_domain(host: str) -> str | None:
     return parts.top_domain_under_public_suffix
 
 
-@lru_cache(maxsize=CACHE_SIZE)
-def domain_from_website(raw: str | None) -> str | None:
-    """The registrable domain of a website, lower case: ``https://www.acme.co.uk/about`` ->
-    ``acme.co.uk``, ``http://blog.acme.io`` -> ``acme.io``.
+# A scheme, also the common typos of one ("https//", "http:/"), and "mailto:".
+_SCHEME = re.compile(r"^(?:[a-z][a-z0-9+.-]*:/+|mailto:|https?/+)")
+# Brackets and quotes around a website, or after it in Markdown ("[acme.com](...)").
+_WEBSITE_WRAPPING = "<>[]()\"'`"
+_HOST_END = re.compile(r"[/?#\\\[\]()<>\"'`]")
 
-    Scheme, ``www.`` and other subdomains, port, path, query and credentials are dropped;
-    only the first of several listed websites counts. Returns None when there is no domain
-    under a known public suffix (IP addresses, ``localhost``, ``N/A``).
+
+@lru_cache(maxsize=CACHE_SIZE)
+def domain_from_website(
+    raw: str | None,
+    dictionary: FreeEmailDomains | None = None,
+    platforms: PlatformDomains | None = None,
+) -> str | None:
+    """The company domain of a website, lower case: ``https://www.acme.co.uk/about`` ->
+    ``acme.co.uk``, ``http://ACME.com:8080`` -> ``acme.com``, ``info@acme.com`` ->
+    ``acme.com``.
+
+    Scheme, ``www.`` and other subdomains, port, path, query, credentials, brackets and
+    quotes are dropped; only the first of several listed websites counts. Returns None when
+    there is no domain under a known public suffix (IP addresses, ``localhost``, ``N/A``),
+    for a free-mail domain (``jane@gmail.com`` given as a website: free-mail domains never
+    become companies), and for a page on a platform that hosts other organisations' pages
+    (``linkedin.com/company/acme``, ``acme.wixsite.com``; ``platform_domains.yaml``).
     """
-    tokens = re.split(r"[\s,;]+", (raw or "").strip().lower())
-    text = next((token for token in tokens if token), "")
-    text = re.sub(r"^[a-z][a-z0-9+.-]*://", "", text).lstrip("/")
-    host = re.split(r"[/?#\\]", text, maxsplit=1)[0]
-    host = host.rpartition("@")[2].split(":")[0].strip(".")
-    return _registrable_domain(host) if host else None
+    tokens = re.split(r"[\s,;|]+", (raw or "").strip().lower())
+    text = next((t.strip(_WEBSITE_WRAPPING) for t in tokens if t.strip(_WEBSITE_WRAPPING)), "")
+    text = _SCHEME.sub("", text).lstrip("/")
+    authority = _HOST_END.split(text, maxsplit=1)[0]
+    path = text[len(authority) :].strip("/")
+    host = authority.rpartition("@")[2].split(":")[0].strip(".")
+    domain = _registrable_domain(host) if host else None
+    if domain is None or is_free_email_domain(domain, dictionary):
+        return None
+    if domain in (platforms or _default_platform_domains()).domains and (
+        path or host.removeprefix("www.") != domain
+    ):
+        return None
+    return domain
 
 
 class _FreeEmailFile(_Strict):
@@ -227,6 +244,152 @@ def domain_from_email(email: str | None, dictionary: FreeEmailDomains | None = N
     return domain
 
 
+def _registrable_domain_setting(value: str) -> str:
+    if value != value.lower() or _registrable_domain(value) != value:
+        raise ValueError("expected a registrable domain in lower case such as 'acme.com'")
+    return value
+
+
+RegistrableDomain = Annotated[str, AfterValidator(_registrable_domain_setting)]
+
+
+class _PlatformDomainsFile(_Strict):
+    version: int
+    domains: list[RegistrableDomain]
+
+
+@dataclass(frozen=True, eq=False)
+class PlatformDomains:
+    """Domains that host other organisations' pages (``platform_domains.yaml``)."""
+
+    domains: frozenset[str]
+
+
+def load_platform_domains(path: Path | None = None) -> PlatformDomains:
+    """Load a platform domain dictionary; the bundled one by default."""
+    path = path or config_path("dictionaries", "platform_domains.yaml")
+    return PlatformDomains(domains=frozenset(load_model(path, _PlatformDomainsFile).domains))
+
+
+@cache
+def _default_platform_domains() -> PlatformDomains:
+    return load_platform_domains()
+
+
+# ---------------------------------------------------------------------------------------
+# Identity e-mail keys
+
+
+class _EmailProvider(_Strict):
+    domains: list[str]
+    canonical_domain: str | None = None
+    ignore_dots: bool = False
+    plus_tags: bool = False
+
+
+class _EmailProvidersFile(_Strict):
+    version: int
+    providers: dict[str, _EmailProvider]
+
+
+@dataclass(frozen=True)
+class MailboxRule:
+    """How one provider's addresses reach a mailbox: see ``email_providers.yaml``."""
+
+    provider: str
+    canonical_domain: str | None
+    ignore_dots: bool
+    plus_tags: bool
+
+
+@dataclass(frozen=True, eq=False)
+class EmailProviders:
+    """Mailbox rules by domain (``email_providers.yaml``).
+
+    ``domains`` holds exact domains; ``names`` the registrable names whose every public
+    suffix belongs to a provider (``hotmail`` for hotmail.com, hotmail.co.uk, ...).
+    """
+
+    domains: dict[str, MailboxRule]
+    names: dict[str, MailboxRule]
+
+    def rule_for(self, domain: str) -> MailboxRule | None:
+        """The mailbox rule of ``domain`` (lower case), or None for any other domain."""
+        rule = self.domains.get(domain)
+        if rule is not None or not self.names:
+            return rule
+        if _registrable_domain(domain) != domain:
+            return None
+        return self.names.get(_tld_extract()(domain).domain)
+
+
+def load_email_providers(path: Path | None = None) -> EmailProviders:
+    """Load an e-mail provider dictionary; the bundled one by default."""
+    path = path or config_path("dictionaries", "email_providers.yaml")
+    data = load_model(path, _EmailProvidersFile)
+    domains: dict[str, MailboxRule] = {}
+    names: dict[str, MailboxRule] = {}
+    for name, spec in data.providers.items():
+        where = f"{path}: providers.{name}"
+        rule = MailboxRule(name, spec.canonical_domain, spec.ignore_dots, spec.plus_tags)
+        for domain in spec.domains:
+            wildcard = domain.endswith(".*")
+            key = domain.removesuffix(".*")
+            valid = re.fullmatch(r"[a-z0-9-]+", key) if wildcard else _registrable_domain(key)
+            if not valid or key != key.lower() or (not wildcard and valid != key):
+                raise ConfigError(
+                    f"{where}.domains: expected a registrable domain in lower case such as "
+                    f"'gmail.com', or a name with every suffix such as 'hotmail.*' "
+                    f"(found {domain!r})"
+                )
+            index = names if wildcard else domains
+            if key in index:
+                raise ConfigError(
+                    f"{where}.domains: {domain!r} is already a domain of "
+                    f"{index[key].provider}; expected each domain under one provider"
+                )
+            index[key] = rule
+        if spec.canonical_domain is not None and spec.canonical_domain not in spec.domains:
+            raise ConfigError(
+                f"{where}.canonical_domain: expected one of the provider's domains "
+                f"({', '.join(spec.domains)}) (found {spec.canonical_domain!r})"
+            )
+    return EmailProviders(domains=domains, names=names)
+
+
+@cache
+def _default_email_providers() -> EmailProviders:
+    return load_email_providers()
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def identity_email(raw: str | None, providers: EmailProviders | None = None) -> str | None:
+    """The key that recognises one person's address across sources: the address as
+    ``normalize_email`` gives it, written the one way its provider delivers it.
+
+    At Gmail dots in the local part and a ``+tag`` do not matter and googlemail.com is
+    gmail.com (``J.Doe+news@googlemail.com`` -> ``jdoe@gmail.com``); at providers that only
+    ignore ``+tag`` (Outlook/Hotmail/Live, iCloud, Fastmail, Proton) the tag is dropped and
+    dots are kept; any other domain keeps its address as written apart from case. The
+    rules are in ``email_providers.yaml``. Returns None when empty or not an address (no
+    single ``@`` between a local part and a domain). ``normalize_email`` stays the CRM's key.
+    """
+    address = normalize_email(raw)
+    if address is None or address.count("@") != 1:
+        return None
+    local, domain = address.split("@")
+    rule = (providers or _default_email_providers()).rule_for(domain)
+    if rule is not None:
+        if rule.plus_tags:
+            local = local.split("+", 1)[0]
+        if rule.ignore_dots:
+            local = local.replace(".", "")
+        domain = rule.canonical_domain or domain
+    if not local or not domain:
+        return None
+    return f"{local}@{domain}"
+
+
 # ---------------------------------------------------------------------------------------
 # Countries
 
@@ -257,7 +420,11 @@ class CountryDictionary:
 
 
 def _country_key(text: str) -> str:
-    return compact_key(re.sub(r"^\s*the\s+", "", fold(text)))
+    """The matching key of a country spelling: without a leading "the" or the word "and",
+    and "St." read as "Saint", so "St Kitts & Nevis" is "Saint Kitts and Nevis"."""
+    text = re.sub(r"^\s*the\s+", "", fold(text))
+    text = re.sub(r"\bst\b\.?\s*(?=[^\W\d_])", "saint ", text)
+    return compact_key(re.sub(r"\s+and\s+|&", " ", text))
 
 
 def load_country_dictionary(path: Path | None = None) -> CountryDictionary:
@@ -307,11 +474,14 @@ def normalize_country(
     raw: str | None, dictionary: CountryDictionary | None = None
 ) -> tuple[str, str] | None:
     """``(common English short name, ISO alpha-2 code)`` for a country written any known
-    way: ``"U.S.A."`` -> ``("United States", "US")``, ``"DEU"`` -> ``("Germany", "DE")``.
+    way: ``"U.S.A."`` -> ``("United States", "US")``, ``"DEU"`` -> ``("Germany", "DE")``,
+    ``"Deutschland"`` -> ``("Germany", "DE")``, ``"Korea"`` -> ``("South Korea", "KR")``.
 
-    Case, accents, punctuation and spacing do not matter. Returns None for an empty value,
-    a placeholder (``N/A``, ``unknown``), a region (``EMEA``, ``Europe``) or anything else
-    that is not a country.
+    Every ISO 3166-1 name, official name, common name and code is known, and so are the
+    aliases of ``countries.yaml`` (native names, abbreviations, former names). Case,
+    accents, punctuation, spacing, a leading "The", "and"/"&" and "St."/"Saint" do not
+    matter. Returns None for an empty value, a placeholder (``N/A``, ``unknown``), a region
+    (``EMEA``, ``Europe``, ``Remote``) or anything else that is not a country.
     """
     if raw is None:
         return None
@@ -461,6 +631,7 @@ def _industry_options() -> tuple[str, ...]:
 class _IndustriesFile(_Strict):
     version: int
     labels: dict[IndustryValue, str] = {}
+    generic_words: list[str] = []
     aliases: dict[IndustryValue, list[str]] = {}
 
 
@@ -470,11 +641,16 @@ class IndustryDictionary:
 
     labels: dict[str, str]
     index: dict[str, str]
+    generic_words: frozenset[str] = frozenset()
+
+
+def _industry_words(text: str) -> list[str]:
+    words = re.sub(r"[\W_]+", " ", fold(text)).split()
+    return [word for word in words if word != "and"]
 
 
 def _industry_key(text: str) -> str:
-    words = re.sub(r"[\W_]+", " ", fold(text)).split()
-    return "".join(word for word in words if word != "and")
+    return "".join(_industry_words(text))
 
 
 def load_industry_dictionary(path: Path | None = None) -> IndustryDictionary:
@@ -492,14 +668,16 @@ def load_industry_dictionary(path: Path | None = None) -> IndustryDictionary:
     for value, aliases in data.aliases.items():
         for alias in aliases:
             key = _industry_key(alias)
-            if alias_of.get(key, value) != value:
+            owner = alias_of.get(key) or index.get(key, value)
+            if owner != value:
                 raise ConfigError(
-                    f"{path}: aliases.{value}: {alias!r} is already an alias of "
-                    f"{alias_of[key]}; expected each alias under one industry"
+                    f"{path}: aliases.{value}: {alias!r} already names {owner}; expected "
+                    "each alias under one industry"
                 )
             alias_of[key] = value
             index[key] = value
-    return IndustryDictionary(labels=labels, index=index)
+    generic = frozenset(word for w in data.generic_words for word in _industry_words(w))
+    return IndustryDictionary(labels=labels, index=index, generic_words=generic)
 
 
 @cache
@@ -510,19 +688,25 @@ def _default_industries() -> IndustryDictionary:
 @lru_cache(maxsize=CACHE_SIZE)
 def normalize_industry(raw: str | None, dictionary: IndustryDictionary | None = None) -> str | None:
     """The CRM companies ``industry`` option for an industry written any known way
-    (``SaaS`` -> ``COMPUTER_SOFTWARE``, ``Fintech`` -> ``FINANCIAL_SERVICES``).
+    (``SaaS`` -> ``COMPUTER_SOFTWARE``, ``Fintech`` -> ``FINANCIAL_SERVICES``,
+    ``Hospitals and Health Care`` -> ``HOSPITAL_HEALTH_CARE``).
 
-    A value that matches nothing as a whole is tried part by part (``Retail / E-commerce``
-    -> ``RETAIL``). Returns None when empty or unknown.
+    A value that matches nothing as a whole is tried without generic words such as
+    ``services`` or ``manufacturing`` (``Semiconductor Manufacturing`` -> ``SEMICONDUCTORS``),
+    then part by part (``Retail / E-commerce`` -> ``RETAIL``). Returns None when empty or
+    unknown.
     """
     if raw is None:
         return None
     dictionary = dictionary or _default_industries()
     parts = [raw, *re.split(r"[/,;|&+]|\band\b", raw)]
     for part in parts:
-        value = dictionary.index.get(_industry_key(part))
-        if value is not None:
-            return value
+        words = _industry_words(part)
+        specific = [word for word in words if word not in dictionary.generic_words]
+        for key in ("".join(words), "".join(specific)):
+            value = dictionary.index.get(key) if key else None
+            if value is not None:
+                return value
     return None
 
 
@@ -552,6 +736,11 @@ class _NamesFile(_Strict):
     person: _PersonNames
 
 
+def _is_name_word(word: str) -> bool:
+    """Whether ``word`` can name a company on its own: not punctuation, not "and"."""
+    return compact_key(word) not in ("", "and")
+
+
 @dataclass(frozen=True, eq=False)
 class NameRules:
     """Legal forms, acronyms and name particles (``names.yaml``)."""
@@ -567,6 +756,8 @@ class NameRules:
         for size in range(min(self.longest_suffix, len(words) - 1), 0, -1):
             if not re.search(r"[^\W_]", words[-size]):
                 continue  # "Acme & Co.": the "&" belongs to the name
+            if not any(_is_name_word(word) for word in words[:-size]):
+                break  # a legal form is never the whole name ("& GmbH", "and GmbH")
             canonical = self.legal_suffixes.get(compact_key("".join(words[-size:])))
             if canonical is not None:
                 return words[:-size], canonical
@@ -672,13 +863,15 @@ def company_match_key(name: str | None, rules: NameRules | None = None) -> str:
     # Punctuation inside a word joins it (AT&T, E.ON, O'Reilly); elsewhere it separates.
     text = re.sub(r"(?<=\w)[&'’.](?=\w)", "", fold(name or ""))
     words = [w for w in re.split(r"[\W_]+", text) if w and w != "and"]
+    # Legal forms go before "The", as clean_company_name sees them ("The GmbH" keeps "The").
     while True:
+        words, suffix = rules.split_legal_suffix(words)
+        if suffix is not None:
+            continue
         if len(words) > 1 and words[0] == "the":
             words = words[1:]
             continue
-        words, suffix = rules.split_legal_suffix(words)
-        if suffix is None:
-            return " ".join(words)
+        return " ".join(words)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -700,24 +893,49 @@ def normalize_person_name(raw: str | None, rules: NameRules | None = None) -> st
 # Phone numbers
 
 
+def _phone_region(country: str | None) -> str | None:
+    """The ISO alpha-2 region to read a national number in: the record's country as a code
+    (``DE``) or written any way ``normalize_country`` knows (``Germany``, ``DEU``)."""
+    text = (country or "").strip()
+    if not text:
+        return None
+    if text.upper() in phonenumbers.SUPPORTED_REGIONS:
+        return text.upper()
+    found = normalize_country(text)  # "Germany", "DEU", and "UK" (not a region code)
+    return None if found is None else found[1]
+
+
 @lru_cache(maxsize=CACHE_SIZE)
 def normalize_phone(raw: str | None, country_code: str | None) -> Converted:
-    """The number in E.164 (``+14155550100``), read as a number of ``country_code`` unless it
-    has its own international prefix (``030 1234567`` with ``DE`` -> ``+49301234567``).
+    """The number in E.164 (``+14155550100``), read as a number of the record's country
+    unless it has its own international prefix (``030 1234567`` with ``DE`` ->
+    ``+49301234567``; ``+44 20 7946 0958`` with ``DE`` -> ``+442079460958``).
 
-    Returns ``Converted(None, None)`` when empty, and value None with a reason when the
-    number cannot be read or is not a valid number (the caller keeps the raw value).
+    ``country_code`` is an ISO alpha-2 code, or a country written any way
+    ``normalize_country`` knows (``Germany``). ``tel:`` prefixes, letters for digits
+    (``1-800-FLOWERS``) and the ``00`` international prefix are understood; an extension
+    (``ext. 12``) is dropped. Returns ``Converted(None, None)`` when empty, and value None
+    with the raw value and a reason when the number cannot be read or is not a valid
+    number of its country (the caller keeps the raw value).
     """
     text = (raw or "").strip()
     if not text:
         return EMPTY
-    region = (country_code or "").strip().upper() or None
+    region = _phone_region(country_code)
+    if region is None and re.match(r"00[1-9]", text):
+        text = "+" + text[2:]  # 00 is the international prefix nearly everywhere
     try:
         number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         if exc.error_type == phonenumbers.NumberParseException.INVALID_COUNTRY_CODE:
-            return Converted(None, "no country code and no known country")
-        return Converted(None, "not a phone number")
+            reason = (
+                "no known country code and no record country (expected a number starting "
+                "with + and its country code, or the record's country)"
+            )
+            return Converted(None, reason, raw=raw)
+        return Converted(None, "not a phone number (expected e.g. '+1 415 555 0100')", raw=raw)
     if not phonenumbers.is_valid_number(number):
-        return Converted(None, "not a valid phone number")
+        where = phonenumbers.region_code_for_country_code(number.country_code)
+        reason = f"not a valid phone number of {where} (too short, too long or not in use)"
+        return Converted(None, reason, raw=raw)
     return Converted(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))

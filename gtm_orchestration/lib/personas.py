@@ -75,6 +75,9 @@ class _SeniorityRule(_Matcher):
 
 class _FunctionRule(_Matcher):
     function: Function
+    # Words that only hint at a function (role nouns such as "engineer", adjectives such as
+    # "technical", "founder"): they count only when no other rule names a function.
+    fallback: bool = False
 
 
 class _PersonaOverride(_Matcher):
@@ -90,7 +93,6 @@ class _PersonasFile(_Strict):
     abbreviations: dict[str, str] = {}
     seniority: list[_SeniorityRule]
     functions: list[_FunctionRule]
-    fallback_functions: list[Function] = []
     persona_overrides: list[_PersonaOverride] = []
     seniority_groups: dict[str, list[Seniority]]
     personas: dict[Function, dict[str, str]]
@@ -110,7 +112,10 @@ def _alternation(keywords: list[str]) -> str:
 
 
 class PersonaRules:
-    """Compiled persona rules; ``classify`` is cached per instance."""
+    """Compiled persona rules; ``classify`` is cached per instance.
+
+    ``persona_labels`` holds every persona a classification can give.
+    """
 
     def __init__(self, data: _PersonasFile) -> None:
         self._noise = [re.compile(p) for p in data.noise]
@@ -120,15 +125,9 @@ class PersonaRules:
             re.compile(_alternation(list(abbreviations))) if abbreviations else None
         )
         self._seniority = [(r.name, r.seniority, self._matcher(r)) for r in data.seniority]
-        self._functions = [
-            (r.function, self._matcher(r))
-            for r in data.functions
-            if r.function not in data.fallback_functions
-        ]
+        self._functions = [(r.function, self._matcher(r)) for r in data.functions if not r.fallback]
         self._fallback_functions = [
-            (r.function, self._matcher(r))
-            for r in data.functions
-            if r.function in data.fallback_functions
+            (r.function, self._matcher(r)) for r in data.functions if r.fallback
         ]
         self._overrides = [
             (o, self._matcher(o) if o.keywords or o.patterns else None)
@@ -137,6 +136,11 @@ class PersonaRules:
         self._group_of = {s: g for g, members in data.seniority_groups.items() for s in members}
         self._personas = data.personas
         self._unknown_persona = data.unknown_persona
+        self.persona_labels = frozenset(
+            [label for labels in data.personas.values() for label in labels.values()]
+            + [o.persona for o in data.persona_overrides]
+            + [data.unknown_persona]
+        )
         self.classify = lru_cache(maxsize=CACHE_SIZE)(self._classify)
 
     def _expand(self, text: str) -> str:

@@ -136,9 +136,16 @@ def default_territory_rules() -> TerritoryRules:
     return load_territory_rules()
 
 
+# The deal of round_robin_owner in DuckDB SQL, for a batch: the 0-based index into
+# ``{owners}`` owners of the address ``{email}``, already trimmed and in lower case.
+ROUND_ROBIN_SQL = "(('0x' || left(sha256({email}), 16))::UBIGINT % {owners})::BIGINT"
+
+
 def round_robin_owner(email: str, owners: list[str]) -> str | None:
     """The owner of ``owners`` that ``email`` is dealt to: stable across runs and processes
-    (sha256 of the trimmed, lower-cased address), None when there are no owners."""
+    (sha256 of the trimmed, lower-cased address, its first 8 bytes as a big-endian number
+    modulo the number of owners, as ``ROUND_ROBIN_SQL`` deals in a batch), None when there
+    are no owners."""
     if not owners:
         return None
     digest = hashlib.sha256(email.strip().lower().encode("utf-8")).digest()

@@ -3,17 +3,32 @@
 Everything runs over a whole batch in DuckDB. Rules that need Python (dictionaries, title
 classification, phone parsing) run once per distinct input value through
 ``distinct_lookup`` and are joined back, so a batch of a million rows with ten thousand
-distinct titles classifies ten thousand titles. The same function serves file drops, form
-webhooks, dry runs and backfills, and is deterministic: the same rows give the same leads.
+distinct titles classifies ten thousand titles. What SQL decides as the rule does stays in
+SQL: plain e-mail addresses in lower case, the round robin's deal of owners. The rules that
+read a whole lead (fit score, route) run once per combination of the values they tell
+apart, a million leads of five thousand companies taking a few thousand calls. The same
+function serves file drops, form webhooks, dry runs and backfills, and is deterministic:
+the same rows give the same leads.
 """
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import duckdb
 import pyarrow as pa
 
 from gtm_orchestration.lib.batch import distinct_lookup, join_on
-from gtm_orchestration.lib.conversion import headcount_band, parse_headcount, parse_money
+from gtm_orchestration.lib.conversion import (
+    headcount_band,
+    parse_headcount,
+    parse_money,
+    to_crm_currency,
+)
+from gtm_orchestration.lib.identity import identity_rules
 from gtm_orchestration.lib.normalize import (
     clean_company_name,
     domain_from_website,
@@ -26,8 +41,14 @@ from gtm_orchestration.lib.normalize import (
     normalize_region,
 )
 from gtm_orchestration.lib.personas import classify_title
-from gtm_orchestration.lib.routing import route_lead
+from gtm_orchestration.lib.routing import (
+    ROUND_ROBIN_SQL,
+    default_territory_rules,
+    round_robin_owner,
+    route_lead,
+)
 from gtm_orchestration.lib.scoring import score_fit
+from gtm_orchestration.lib.validation import plain_email_sql
 
 # Columns the transform needs besides the canonical fields.
 PROVENANCE_COLUMNS = ("source", "source_file", "line", "landed_at", "mapping_version")
@@ -100,6 +121,9 @@ COMPANY_COLUMNS = (
 )
 
 _S = pa.string()
+_tables = itertools.count()
+# Leads sorted by email at a time (see transform_leads).
+_SORTED_AT_ONCE = 250_000
 
 
 def _email(raw: str | None) -> tuple[str | None]:
@@ -150,7 +174,8 @@ def _industry(raw: str | None) -> tuple[str | None, str | None]:
 
 
 def _money(raw: str | None) -> tuple[float | None, str | None]:
-    converted = parse_money(raw)
+    # The CRM's annualrevenue is a plain number in its own currency.
+    converted = to_crm_currency(parse_money(raw))
     flag = f"annual_revenue: {converted.error} ({raw!r})" if converted.error else None
     return converted.value, flag
 
@@ -201,6 +226,52 @@ def _route(
     return route.territory, route.owner_id, route.rule
 
 
+@cache
+def _round_robin_pools() -> dict[str, tuple[str, ...]] | None:
+    """The owners each round robin deals from, by the rules it names in ``Route.rule``
+    (``territory:NA West;segment:NA Enterprise``, ``unassigned``); None when two territories,
+    or two segments of one, share a name, so that the rule does not tell the owners."""
+    rules = default_territory_rules()
+    pools = {"unassigned": tuple(rules.unassigned.owners)}
+    for territory, _ in rules.territories:
+        named = f"territory:{territory.name}"
+        if named in pools:
+            return None
+        pools[named] = tuple(territory.owners)
+        for segment in territory.segments:
+            if f"{named};segment:{segment.name}" in pools:
+                return None
+            pools[f"{named};segment:{segment.name}"] = tuple(segment.owners)
+    return pools
+
+
+def _route_domain(
+    email_domain: str,
+    domain: str | None,
+    country_code: str | None,
+    state: str | None,
+    employees: int | None,
+) -> tuple[str, str | None, str, list[str] | None, bool]:
+    """The route of the addresses at ``email_domain`` with these firmographics.
+
+    ``route_lead`` reads an address only for its domain and for the round robin, so one
+    call per domain and firmographics serves every address, with the owners the round
+    robin deals from for SQL to deal by ``ROUND_ROBIN_SQL``. Returns territory, owner (when
+    not dealt), rule, owners to deal from (None when not dealt) and whether the route holds
+    for the domain's addresses (False sends them to ``route_lead`` one by one).
+    """
+    stand_in = f"@{email_domain}"
+    route = route_lead(
+        email=stand_in, domain=domain, country_code=country_code, state=state, employees=employees
+    )
+    if not route.rule.endswith(";owner:round_robin"):
+        return route.territory, route.owner_id, route.rule, None, True
+    pools = _round_robin_pools()
+    owners = None if pools is None else pools.get(route.rule.removesuffix(";owner:round_robin"))
+    dealt = owners is not None and round_robin_owner(stand_in, list(owners)) == route.owner_id
+    return route.territory, None, route.rule, list(owners) if dealt else None, dealt
+
+
 def _lookup(
     con: duckdb.DuckDBPyConnection,
     relation: str,
@@ -208,10 +279,12 @@ def _lookup(
     expressions: list[str],
     rule: object,
     fields: list[tuple[str, pa.DataType]],
+    keys: list[str] | None = None,
 ) -> str:
-    """Build a lookup and return its LEFT JOIN clause under ``alias``."""
+    """Build a lookup of ``rule`` over ``expressions`` of ``relation`` and return its LEFT
+    JOIN clause under ``alias``, on ``keys`` (by default ``r.`` and each expression)."""
     name = distinct_lookup(con, relation, expressions, rule, pa.schema(fields))  # type: ignore[arg-type]
-    on = join_on(alias, [f"r.{x}" for x in expressions])
+    on = join_on(alias, keys or [f"r.{x}" for x in expressions])
     return f"LEFT JOIN {name} AS {alias} ON {on}"
 
 
@@ -222,26 +295,37 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
     ``(leads, companies)``: one lead per normalized email (the newest non-empty value of
     each field wins) and one company per domain, columns LEAD_COLUMNS / COMPANY_COLUMNS.
     """
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE t_in AS SELECT *, "
-        f"row_number() OVER (ORDER BY landed_at, source_file, line) AS seq FROM {raw_relation}"
+    raw = raw_relation
+    plain = plain_email_sql("r.email")
+    # Rows enriched on the way in (enrich_rows) say when their lookup failed.
+    raw_columns = {c[0] for c in con.sql(f"DESCRIBE {raw}").fetchall()}
+    enrichment_flag = "r.enrichment_flag" if "enrichment_flag" in raw_columns else "NULL"
+    # A plain address normalizes to itself in lower case; the rule reads the others.
+    emails = distinct_lookup(
+        con,
+        f"(SELECT email FROM {raw} AS r WHERE NOT {plain})",
+        ["email"],
+        _email,
+        pa.schema([("v", _S)]),
+    )
+    email_join = f"LEFT JOIN {emails} AS e ON NOT {plain} AND {join_on('e', ['r.email'])}"
+    email = f"CASE WHEN {plain} THEN lower(r.email) ELSE e.v END"
+    website = _lookup(con, raw, "wd", ["website"], _website_domain, [("v", _S)])
+    country = _lookup(
+        con, raw, "ct", ["country"], _country, [("name", _S), ("code", _S), ("flag", _S)]
     )
     joins = [
-        _lookup(con, "t_in", "e", ["email"], _email, [("v", _S)]),
-        _lookup(con, "t_in", "fn", ["first_name"], _name, [("v", _S)]),
-        _lookup(con, "t_in", "ln", ["last_name"], _name, [("v", _S)]),
-        _lookup(con, "t_in", "co", ["company"], _company, [("v", _S)]),
-        _lookup(con, "t_in", "wd", ["website"], _website_domain, [("v", _S)]),
-        _lookup(
-            con, "t_in", "ct", ["country"], _country, [("name", _S), ("code", _S), ("flag", _S)]
-        ),
-        _lookup(con, "t_in", "ind", ["industry"], _industry, [("v", _S), ("flag", _S)]),
-        _lookup(
-            con, "t_in", "rev", ["annual_revenue"], _money, [("v", pa.float64()), ("flag", _S)]
-        ),
+        email_join,
+        website,
+        country,
+        _lookup(con, raw, "fn", ["first_name"], _name, [("v", _S)]),
+        _lookup(con, raw, "ln", ["last_name"], _name, [("v", _S)]),
+        _lookup(con, raw, "co", ["company"], _company, [("v", _S)]),
+        _lookup(con, raw, "ind", ["industry"], _industry, [("v", _S), ("flag", _S)]),
+        _lookup(con, raw, "rev", ["annual_revenue"], _money, [("v", pa.float64()), ("flag", _S)]),
         _lookup(
             con,
-            "t_in",
+            raw,
             "emp",
             ["employees"],
             _headcount,
@@ -249,89 +333,389 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
         ),
         _lookup(
             con,
-            "t_in",
+            raw,
             "ttl",
             ["title"],
             _title,
             [("function", _S), ("seniority", _S), ("persona", _S), ("rule", _S)],
         ),
     ]
+    # Rules over values the first rules derive run on the few distinct raw combinations.
+    email_domain = f"split_part({email}, '@', 2)"
+    pairs = (
+        f"(SELECT DISTINCT r.website, {email_domain} AS email_domain FROM {raw} AS r {email_join})"
+    )
+    joins.append(
+        _lookup(
+            con,
+            "(SELECT DISTINCT coalesce(wd.v, r.email_domain) AS domain "
+            f"FROM {pairs} AS r {website})",
+            "fd",
+            ["domain"],
+            _email_domain,
+            [("v", _S)],
+            [f"coalesce(wd.v, {email_domain})"],
+        )
+    )
+    for alias, column, rule, fields in (
+        ("rg", "state", _region, [("v", _S)]),
+        ("ph", "phone", _phone, [("v", _S), ("flag", _S)]),
+    ):
+        joins.append(
+            _lookup(
+                con,
+                f"(SELECT DISTINCT r.{column}, ct.code "
+                f"FROM (SELECT DISTINCT {column}, country FROM {raw}) AS r {country})",
+                alias,
+                [column, "code"],
+                rule,
+                fields,
+                [f"r.{column}", "ct.code"],
+            )
+        )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE t_other_emails AS "
+        f"SELECT DISTINCT email FROM {raw} AS r WHERE NOT {plain}"
+    )
+    # Most emails have one row, taken as it is; only the rows of repeated emails are merged.
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE t_norm AS
-        SELECT r.seq, r.source, r.source_file, r.line, r.landed_at, r.mapping_version,
-               e.v AS email, fn.v AS first_name, ln.v AS last_name,
-               nullif(trim(r.title), '') AS title, co.v AS company, r.website,
-               r.phone AS raw_phone, ct.name AS country, ct.code AS country_code,
-               r.state AS raw_state, nullif(trim(r.city), '') AS city,
-               coalesce(ind.v, r.industry) AS industry, ind.v AS company_industry,
-               rev.v AS annual_revenue, emp.v AS employees, emp.band AS employees_band,
-               coalesce(wd.v, split_part(e.v, '@', 2)) AS candidate_domain,
-               wd.v IS NOT NULL AS domain_from_website,
-               ttl.function, ttl.seniority, ttl.persona, ttl.rule AS persona_rule,
-               concat_ws('; ', ct.flag, ind.flag, rev.flag, emp.flag) AS flags
-        FROM t_in r {" ".join(joins)}
+        CREATE OR REPLACE TEMP TABLE t_repeated AS
+        WITH repeated AS (
+            SELECT {email} AS email FROM {raw} AS r {email_join} GROUP BY 1 HAVING count(*) > 1
+        )
+        SELECT DISTINCT r.email FROM {raw} AS r {email_join}
+        JOIN repeated AS d ON {email} IS NOT DISTINCT FROM d.email
         """
     )
-    # Free-mail domains never become companies; the rule runs per distinct domain.
-    dom = _lookup(con, "t_norm", "fd", ["candidate_domain"], _email_domain, [("v", _S)])
-    reg = _lookup(con, "t_norm", "rg", ["raw_state", "country_code"], _region, [("v", _S)])
-    ph = _lookup(
-        con, "t_norm", "ph", ["raw_phone", "country_code"], _phone, [("v", _S), ("flag", _S)]
-    )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE t_rows AS
-        SELECT r.*, CASE WHEN r.domain_from_website THEN r.candidate_domain ELSE fd.v END
-                    AS domain,
-               rg.v AS state, ph.v AS phone,
-               concat_ws('; ', nullif(r.flags, ''), ph.flag) AS all_flags
-        FROM t_norm r {dom} {reg} {ph}
-        """
-    )
-    # Per email, the newest non-empty value of each field wins; the rest is derived later.
-    newest = [c for c in LEAD_COLUMNS if c not in _DERIVED_AFTER_MERGE]
-    picks = ",\n".join(f"arg_max({c}, seq) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in newest)
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE t_leads AS
-        SELECT email, {picks},
-               string_agg(DISTINCT nullif(all_flags, ''), '; '
-                          ORDER BY nullif(all_flags, '')) AS flags,
-               count(*) AS records_merged
-        FROM t_rows GROUP BY email
-        """
-    )
-    fit = _lookup(
-        con,
-        "t_leads",
-        "f",
-        ["company_industry", "employees", "country_code", "seniority", "function"],
-        _fit,
-        [("score", pa.int64()), ("reasons", _S)],
-    )
-    route = _lookup(
-        con,
-        "t_leads",
-        "rt",
-        ["email", "domain", "country_code", "state", "employees"],
-        _route,
-        [("territory", _S), ("owner", _S), ("rule", _S)],
-    )
-    select = {c: f"r.{c}" for c in LEAD_COLUMNS} | {
-        "fit_score": "f.score",
-        "fit_reasons": "f.reasons",
-        "territory": "rt.territory",
-        "owner_id": "rt.owner",
-        "routing_rule": "rt.rule",
-        "lifecycle_stage": "'lead'",
+
+    normalized = {
+        "source": "r.source",
+        "source_file": "r.source_file",
+        "line": "r.line",
+        "landed_at": "r.landed_at",
+        "mapping_version": "r.mapping_version",
+        "email": email,
+        "first_name": "fn.v",
+        "last_name": "ln.v",
+        "title": "nullif(trim(r.title), '')",
+        "company": "co.v",
+        "website": "r.website",
+        "phone": "ph.v",
+        "country": "ct.name",
+        "country_code": "ct.code",
+        "state": "rg.v",
+        "city": "nullif(trim(r.city), '')",
+        "industry": "coalesce(ind.v, r.industry)",
+        "company_industry": "ind.v",
+        "annual_revenue": "rev.v",
+        "employees": "emp.v",
+        "employees_band": "emp.band",
+        "domain": "CASE WHEN wd.v IS NOT NULL THEN wd.v ELSE fd.v END",
+        "function": "ttl.function",
+        "seniority": "ttl.seniority",
+        "persona": "ttl.persona",
+        "persona_rule": "ttl.rule",
+        # One row's flags, apart by a control character until the merge joins them.
+        "flags": "concat_ws(chr(31), ct.flag, ind.flag, rev.flag, emp.flag, ph.flag, "
+        f"{enrichment_flag})",
     }
+
+    def merged(columns: list[str], emails: tuple[str | None, str | None] = (None, None)) -> str:
+        """The query of ``columns`` of the leads (see _merged) whose email is in the range
+        ``emails`` (``$lower`` included, ``$upper`` not; None for no bound: above the last,
+        leads without email too)."""
+        select = ", ".join(f"{normalized[c]} AS {c}" for c in ["email", *columns])
+        lower, upper = emails
+
+        def in_range(address: str) -> str:
+            conditions = []
+            if lower is not None:
+                conditions.append(f"{address} >= $lower")
+            if upper is not None:
+                conditions.append(f"{address} < $upper")
+            where = " AND ".join(conditions) or "true"
+            if lower is not None and upper is None:
+                where = f"({where} OR {address} IS NULL)"
+            return where
+
+        def rows(repeated: str) -> str:
+            # A plain address is in range as it is in lower case: only the rows in range and
+            # those of other addresses go through the rules.
+            return (
+                "SELECT r.landed_at AS newest_at, r.source_file AS newest_file, "
+                f"r.line AS newest_line, r.source AS newest_source, {select} "
+                f"FROM (SELECT * FROM {raw} AS r {repeated} JOIN t_repeated AS d "
+                f"ON r.email IS NOT DISTINCT FROM d.email "
+                f"WHERE {in_range('lower(r.email)')} OR r.email IN (FROM t_other_emails)) "
+                f"AS r {' '.join(joins)} "
+                f"WHERE {in_range(f'({email})')}"
+            )
+
+        return _merged(rows("ANTI"), rows("SEMI"), columns)
+
+    # The rules that read a whole lead (fit, route) run on the distinct values of the few
+    # columns they read, merged first on their own.
+    keys = ["company_industry", "employees", "country_code", "seniority", "function"]
+    keys += ["domain", "state"]
+    con.execute(f"CREATE OR REPLACE TEMP TABLE t_lead_keys AS {merged(keys)}")
+    fit = _fit_joins(con, "t_lead_keys")
+    route, route_columns = _route_joins(con, "t_lead_keys")
+    ranges = _email_ranges(con, "t_lead_keys")
+    con.execute("DROP TABLE t_lead_keys")
+
+    newest = [c for c in LEAD_COLUMNS if c not in _DERIVED_AFTER_MERGE]
+    select = (
+        {c: f"r.{c}" for c in LEAD_COLUMNS}
+        | route_columns
+        | {
+            "fit_score": "f.score",
+            "fit_reasons": "f.reasons",
+            "lifecycle_stage": "'lead'",
+        }
+    )
     columns = ", ".join(f"{expr} AS {name}" for name, expr in select.items())
-    leads = con.sql(f"SELECT {columns} FROM t_leads r {fit} {route} ORDER BY r.email")
-    leads_table = leads.to_arrow_table()
+    # Sorted a range of emails at a time: sorting all leads at once holds every column of
+    # them twice, beside the leads already out.
+    leads_table = pa.concat_tables(
+        con.sql(
+            f"SELECT {columns} FROM ({merged([*newest, 'flags'], (lower, upper))}) AS r "
+            f"{fit} {route} ORDER BY r.email",
+            params={k: v for k, v in (("lower", lower), ("upper", upper)) if v is not None} or None,
+        ).to_arrow_table()
+        for lower, upper in ranges
+    )
+    con.execute("DROP TABLE t_repeated")
+    con.execute("DROP TABLE t_other_emails")
     con.register("t_out_leads", leads_table)
     companies = _companies(con, "t_out_leads")
     return leads_table, companies
+
+
+def _email_ranges(
+    con: duckdb.DuckDBPyConnection, leads: str
+) -> list[tuple[str | None, str | None]]:
+    """Ranges splitting the emails of ``leads`` into parts of about _SORTED_AT_ONCE, in
+    order: (lower bound included, upper bound not), None for no bound."""
+    (count,) = con.execute(f"SELECT count(*) FROM {leads}").fetchall()[0]
+    parts = -(-count // _SORTED_AT_ONCE)
+    if parts <= 1:
+        return [(None, None)]
+    quantiles = ", ".join(str(i / parts) for i in range(1, parts))
+    (bounds,) = con.execute(f"SELECT quantile_disc(email, [{quantiles}]) FROM {leads}").fetchall()[
+        0
+    ]
+    bounds = sorted(set(bounds))
+    return list(zip([None, *bounds], [*bounds, None], strict=True))
+
+
+def _merged(single_rows: str, repeated_rows: str, columns: list[str]) -> str:
+    """The query of the leads: the rows of ``single_rows`` (emails with one row) as they
+    are, and those of ``repeated_rows`` merged by email: for each of ``columns``, the
+    non-empty value of the source that ranks first for the field (``config/identity.yaml``),
+    the newest (by ``newest_at``, ``newest_file``, ``newest_line``) among equals, the distinct
+    ``flags`` of all its rows (when among ``columns``) and how many rows it has
+    (``records_merged``)."""
+    newest = [c for c in columns if c != "flags"]
+    rules = identity_rules()
+
+    def pick(column: str) -> str:
+        rank = rules.rank_sql(column, "newest_source")
+        order = "seq" if rank == "0" else f"{{'rank': {rank}, 'seq': seq}}"
+        return f"arg_max({column}, {order}) FILTER (WHERE {column} IS NOT NULL) AS {column}"
+
+    picks = ", ".join(pick(c) for c in newest)
+    flags = ""
+    single_flags = ""
+    if "flags" in columns:
+        # A flag that several of the rows carry (the same company's failed lookup) once.
+        every_flag = "list_filter(flatten(list(string_split(flags, chr(31)))), lambda f: f <> '')"
+        flags = (
+            f", nullif(array_to_string(list_sort(list_distinct({every_flag})), '; '), '') AS flags"
+        )
+        single_flags = ", nullif(replace(flags, chr(31), '; '), '') AS flags"
+    return f"""
+        SELECT email, {", ".join(newest)}{single_flags}, 1::BIGINT AS records_merged
+        FROM ({single_rows})
+        UNION ALL
+        SELECT email, {picks}{flags}, count(*) AS records_merged
+        FROM (
+            SELECT *, row_number() OVER (ORDER BY newest_at, newest_file, newest_line) AS seq
+            FROM ({repeated_rows})
+        )
+        GROUP BY email
+    """
+
+
+def _representatives(
+    con: duckdb.DuckDBPyConnection,
+    leads: str,
+    signatures: dict[str, Callable[[Any], object]],
+) -> tuple[str, dict[str, str]]:
+    """Stand-ins for values a rule treats alike, so that it runs on fewer distinct values.
+
+    For each expression over ``r`` (a row of ``leads``) and its signature, the values with
+    the same signature are represented by the first of them (None, then the smallest).
+    Returns the LEFT JOIN clauses (on ``r``) and, for each expression, the expression of
+    its representative.
+    """
+    joins = []
+    representatives = {}
+    for expression, signature in signatures.items():
+        values = [
+            value
+            for (value,) in con.execute(
+                f"SELECT DISTINCT {expression} FROM {leads} AS r"
+            ).fetchall()
+        ]
+        values.sort(key=lambda value: (value is not None, value))
+        first: dict[object, Any] = {}
+        stand_ins = [first.setdefault(signature(value), value) for value in values]
+        name = f"representatives_{next(_tables)}"
+        con.register(name, pa.table({"k0": values, "rep": stand_ins}))
+        joins.append(f"LEFT JOIN {name} ON {join_on(name, [expression])}")
+        representatives[expression] = f"{name}.rep"
+    return " ".join(joins), representatives
+
+
+def _scored_alone(attribute: str) -> Callable[[Any], object]:
+    """The score of a lead known only by ``attribute`` (a keyword of score_fit). The score
+    adds up the points of each attribute (config/scoring.yaml), so values scoring alike on
+    their own score alike with any other attributes."""
+    unknown = dict.fromkeys(("industry", "employees", "country_code", "seniority", "function"))
+    return lambda value: score_fit(**(unknown | {attribute: value}))
+
+
+# The lead columns score_fit reads, by its keyword.
+_FIT_INPUTS = {
+    "industry": "company_industry",
+    "employees": "employees",
+    "country_code": "country_code",
+    "seniority": "seniority",
+    "function": "function",
+}
+
+
+def _fit_joins(con: duckdb.DuckDBPyConnection, leads: str) -> str:
+    """LEFT JOIN clauses putting the fit score and reasons of each lead (as ``r``, with the
+    columns of ``leads``) under ``f``: score_fit once per distinct combination of values
+    that score differently."""
+    joins, stand_in = _representatives(
+        con,
+        leads,
+        {f"r.{column}": _scored_alone(keyword) for keyword, column in _FIT_INPUTS.items()},
+    )
+    keys = list(_FIT_INPUTS.values())
+    inputs = ", ".join(f"{stand_in[f'r.{column}']} AS {column}" for column in keys)
+    fit = _lookup(
+        con,
+        f"(SELECT {inputs} FROM {leads} AS r {joins})",
+        "f",
+        keys,
+        _fit,
+        [("score", pa.int64()), ("reasons", _S)],
+        [stand_in[f"r.{column}"] for column in keys],
+    )
+    return f"{joins} {fit}"
+
+
+@cache
+def _segment_thresholds() -> tuple[int, ...]:
+    rules = default_territory_rules()
+    return tuple(
+        sorted({s.min_employees for territory, _ in rules.territories for s in territory.segments})
+    )
+
+
+def _segments_reached(employees: int | None) -> object:
+    # route_lead reads a headcount only against the segments' min_employees
+    # (config/territories.yaml): headcounts between the same thresholds route alike.
+    if employees is None:
+        return None
+    return sum(employees >= threshold for threshold in _segment_thresholds())
+
+
+def _routed_by_domain(domain: str | None) -> object:
+    # route_lead reads a lead's domains only to find a named account: the domains of no
+    # named account route alike (as no domain at all).
+    route = route_lead(email="", domain=domain, country_code=None, state=None, employees=None)
+    return route.territory, route.rule
+
+
+def _routed_by_email_domain(email_domain: str | None) -> object:
+    route = route_lead(
+        email=f"@{email_domain}", domain=None, country_code=None, state=None, employees=None
+    )
+    return route.territory, route.rule
+
+
+def _aliased(expressions: list[str]) -> str:
+    return ", ".join(f"{expression} AS k{i}" for i, expression in enumerate(expressions))
+
+
+def _route_joins(con: duckdb.DuckDBPyConnection, leads: str) -> tuple[str, dict[str, str]]:
+    """LEFT JOIN clauses for the route of each lead (as ``r``, with the columns of
+    ``leads``), and the expressions of its ``territory``, ``owner_id`` and ``routing_rule``.
+
+    route_lead runs once per distinct e-mail domain and firmographics of ``leads`` that
+    route differently, the round robin deals the owners in SQL (see ``_route_domain``);
+    addresses that are not plain, or whose owners the rules do not tell, are routed one
+    by one.
+    """
+    email_domain = "split_part(r.email, '@', 2)"
+    joins, stand_in = _representatives(
+        con,
+        leads,
+        {
+            email_domain: _routed_by_email_domain,
+            "r.domain": _routed_by_domain,
+            "r.employees": _segments_reached,
+        },
+    )
+    by_domain_keys = [
+        stand_in[email_domain],
+        stand_in["r.domain"],
+        "r.country_code",
+        "r.state",
+        stand_in["r.employees"],
+    ]
+    plain = plain_email_sql("r.email")
+    by_domain = distinct_lookup(
+        con,
+        f"(SELECT {_aliased(by_domain_keys)} FROM {leads} AS r {joins} WHERE {plain})",
+        [f"k{i}" for i in range(len(by_domain_keys))],
+        _route_domain,
+        pa.schema(
+            [
+                ("territory", _S),
+                ("owner", _S),
+                ("rule", _S),
+                ("owners", pa.list_(_S)),
+                ("dealt", pa.bool_()),
+            ]
+        ),
+    )
+    joins += (
+        f" LEFT JOIN {by_domain} AS rd ON {plain} AND rd.dealt AND {join_on('rd', by_domain_keys)}"
+    )
+    one_by_one_keys = ["r.email", "r.domain", "r.country_code", "r.state", stand_in["r.employees"]]
+    one_by_one = distinct_lookup(
+        con,
+        f"(SELECT {_aliased(one_by_one_keys)} FROM {leads} AS r {joins} WHERE rd.dealt IS NULL)",
+        [f"k{i}" for i in range(len(one_by_one_keys))],
+        _route,
+        pa.schema([("territory", _S), ("owner", _S), ("rule", _S)]),
+    )
+    joins += (
+        f" LEFT JOIN {one_by_one} AS ro ON rd.dealt IS NULL AND {join_on('ro', one_by_one_keys)}"
+    )
+    deal = ROUND_ROBIN_SQL.format(email="r.email", owners="len(rd.owners)")
+    owner = f"CASE WHEN rd.owners IS NULL THEN rd.owner ELSE rd.owners[1 + {deal}] END"
+    return joins, {
+        "territory": "coalesce(rd.territory, ro.territory)",
+        "owner_id": f"CASE WHEN rd.dealt THEN {owner} ELSE ro.owner END",
+        "routing_rule": "coalesce(rd.rule, ro.rule)",
+    }
 
 
 def _company_fit(
@@ -354,10 +738,14 @@ def _company_route(
 
 
 def _companies(con: duckdb.DuckDBPyConnection, leads: str) -> pa.Table:
-    """One company per domain: the newest non-empty firmographics among its leads."""
+    """One company per domain: the newest non-empty firmographics among its leads, newest
+    by their records as leads are merged (landed_at, then source_file and line)."""
     newest = ["company", "company_industry", "country", "country_code", "state", "annual_revenue"]
+    # By landed_at alone, leads of one file tie and arg_max would pick any of them, as DuckDB
+    # happens to split the work.
+    order = "{'landed_at': landed_at, 'source_file': source_file, 'line': line}"
     picks = ", ".join(
-        f"arg_max({c}, landed_at) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in newest
+        f"arg_max({c}, {order}) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in newest
     )
     con.execute(
         f"""

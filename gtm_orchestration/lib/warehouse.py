@@ -3,7 +3,9 @@
 Tables written by the pipeline (all append-only except the current-state ones, marked):
 
 - ``raw.file_ingestions``   the ingestion log: one row per file seen, with its sha256.
-- ``raw.lead_rows``         every accepted row as landed, mapped to canonical fields.
+- ``raw.lead_rows``         every accepted row as landed, mapped to canonical fields, under
+  every mapping version a backfill re-derived it with; ``raw.current_lead_rows`` (a view)
+  keeps each file's rows of its newest version.
 - ``raw.rejected_rows``     every row rejected at extraction, with line, field and reason.
 - ``raw.engagement_events``  every engagement event landed by webhook, once per event id.
 - ``gtm.leads``             (current state per partition) transformed, deduplicated leads.
@@ -15,6 +17,9 @@ Tables written by the pipeline (all append-only except the current-state ones, m
   writes are kept and flagged ``is_echo``.
 - ``gtm.crm_contacts``      (current state) each HubSpot contact as the change feeds last saw it.
 - ``gtm.cdc_cursors``       (current state) the high-water mark of each change-capture stream.
+- ``gtm.enrichment_cache``  (current state) the enrichment API's last answer per company
+  domain, with when it was fetched: found (firmographics as JSON) or unknown; ``error`` holds
+  the last failed lookup's reason until an answer replaces it.
 """
 
 from __future__ import annotations
@@ -74,8 +79,16 @@ DDL: tuple[str, ...] = (
     value VARCHAR,
     reason VARCHAR NOT NULL,
     partition_date DATE NOT NULL,
-    loaded_at TIMESTAMPTZ NOT NULL
+    loaded_at TIMESTAMPTZ NOT NULL,
+    mapping_version INTEGER
 )""",
+    # Warehouses created before rejections carried the mapping version that made them.
+    "ALTER TABLE raw.rejected_rows ADD COLUMN IF NOT EXISTS mapping_version INTEGER",
+    # Each file's rows as read by the newest mapping version it was ingested under; older
+    # versions' rows stay in raw.lead_rows as history.
+    """CREATE OR REPLACE VIEW raw.current_lead_rows AS
+SELECT * FROM raw.lead_rows
+QUALIFY mapping_version = max(mapping_version) OVER (PARTITION BY partition_date, source_file)""",
     """CREATE TABLE IF NOT EXISTS raw.engagement_events (
     provider VARCHAR NOT NULL,
     event_id VARCHAR NOT NULL,
@@ -142,6 +155,13 @@ DDL: tuple[str, ...] = (
     stream VARCHAR PRIMARY KEY,
     high_water_mark BIGINT NOT NULL,      -- epoch millis
     updated_at TIMESTAMPTZ NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS gtm.enrichment_cache (
+    domain VARCHAR PRIMARY KEY,
+    found BOOLEAN,                        -- NULL until the API has answered once
+    firmographics VARCHAR,                -- JSON, when found
+    fetched_at TIMESTAMPTZ,               -- when the API last answered
+    error VARCHAR                         -- why the last lookup failed; NULL once answered
 )""",
 )
 

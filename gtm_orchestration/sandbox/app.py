@@ -3,7 +3,8 @@
 Every request to an emulated API is counted in the statistics by endpoint and status.
 Requests to ``/crm/`` also pass HubSpot's gateway first: bearer-token authentication, the
 per-token rate limit (with the ``X-HubSpot-RateLimit-*`` headers on every answer) and the
-operator's injected faults. Operator endpoints (``/__sandbox/...``, ``/healthz``) are neither
+operator's injected faults; requests to ``/enrichment/`` pass the enrichment vendor's
+(``sandbox/enrichment.py``). Operator endpoints (``/__sandbox/...``, ``/healthz``) are neither
 counted nor limited.
 """
 
@@ -30,6 +31,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
+from gtm_orchestration.sandbox.enrichment import (
+    DEFAULT_RATE_LIMIT,
+    ENRICHMENT_PREFIX,
+    EnrichmentApi,
+    enrichment_operator_router,
+    enrichment_router,
+)
 from gtm_orchestration.sandbox.faults import FaultInjector, FaultSettings, InjectedFault
 from gtm_orchestration.sandbox.hubspot.api import HubSpotPortal, hubspot_router
 from gtm_orchestration.sandbox.hubspot.errors import (
@@ -66,13 +74,20 @@ class SandboxServices:
     hubspot: HubSpotPortal
     limiter: RollingWindowLimiter
     faults: FaultInjector
+    enrichment: EnrichmentApi
 
 
-def create_app(state_dir: Path, rate_limit: int = 190, rate_window_s: float = 10.0) -> FastAPI:
+def create_app(
+    state_dir: Path,
+    rate_limit: int = 190,
+    rate_window_s: float = 10.0,
+    enrichment_rate_limit: int = DEFAULT_RATE_LIMIT,
+) -> FastAPI:
     """The sandbox ASGI app, keeping its state in SQLite under ``state_dir`` (created).
 
     ``rate_limit`` requests per rolling ``rate_window_s`` seconds are allowed per token on
-    ``/crm/``; HubSpot's default is 190 per 10 s.
+    ``/crm/``; HubSpot's default is 190 per 10 s. ``enrichment_rate_limit`` requests per
+    second are allowed per key on ``/enrichment/``.
     """
     database = SandboxDatabase(state_dir)
     services = SandboxServices(
@@ -81,6 +96,7 @@ def create_app(state_dir: Path, rate_limit: int = 190, rate_window_s: float = 10
         hubspot=HubSpotPortal(database),
         limiter=RollingWindowLimiter(rate_limit, rate_window_s),
         faults=FaultInjector(),
+        enrichment=EnrichmentApi(database, enrichment_rate_limit),
     )
 
     @asynccontextmanager
@@ -90,9 +106,10 @@ def create_app(state_dir: Path, rate_limit: int = 190, rate_window_s: float = 10
 
     app = FastAPI(title="GTM sandbox: emulated SaaS APIs", lifespan=lifespan)
     app.state.sandbox = services
-    emulated_routers = [hubspot_router(services.hubspot)]
+    emulated_routers = [hubspot_router(services.hubspot), enrichment_router(services.enrichment)]
     for router in emulated_routers:
         app.include_router(router)
+    app.include_router(enrichment_operator_router(services.enrichment))
     # The statistics name requests by route template, also for requests answered before
     # routing (401, 429, injected faults), so the templates are matched here directly.
     emulated_routes = [route for router in emulated_routers for route in router.routes]
@@ -110,6 +127,11 @@ def create_app(state_dir: Path, rate_limit: int = 190, rate_window_s: float = 10
             if path.startswith(CRM_PREFIX):
                 response = await _through_hubspot_gateway(request, call_next, services)
                 response.headers["X-HubSpot-Correlation-Id"] = correlation_id
+            elif path.startswith(ENRICHMENT_PREFIX):
+                token = _bearer_token(request.headers.get("authorization"))
+                response = await services.enrichment.gateway(
+                    request, call_next, token, services.faults
+                )
             else:
                 response = await call_next(request)
         except Exception:
@@ -220,6 +242,7 @@ def _add_operator_routes(app: FastAPI, services: SandboxServices) -> None:
         services.stats.reset()
         services.faults.configure(FaultSettings())
         services.limiter.reset()
+        services.enrichment.reset()
         return {"status": "reset"}
 
     @app.get("/__sandbox/faults")

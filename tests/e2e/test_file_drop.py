@@ -7,9 +7,12 @@ from datetime import UTC, datetime
 import dagster as dg
 import duckdb
 
+from gtm_orchestration.lib.mapping import load_registry
 from gtm_orchestration.settings import Settings
 from tests.conftest import Crm, drop_file
 from tests.e2e.pipeline import launch, sensor_runs
+
+REGISTRY = load_registry()
 
 HEADER = (
     "E-mail,First Name,Last Name,Job Title,Company Name,Website,Phone,Country,State,City,"
@@ -99,7 +102,8 @@ def test_dropped_file_reaches_the_crm_normalized_and_deduplicated(
         assert by_email[email]["country"] == "United States"
     assert {p["gtm_country_code"] for p in by_email.values()} == {"US"}
     assert {p["gtm_source"] for p in by_email.values()} == {"leads"}
-    assert {p["gtm_mapping_version"] for p in by_email.values()} == {"1"}
+    # The registry in force made every record.
+    assert {p["gtm_mapping_version"] for p in by_email.values()} == {str(REGISTRY.version)}
     assert all(0 <= float(p["gtm_fit_score"]) <= 100 for p in by_email.values())
     assert all(p.get("gtm_territory") for p in by_email.values())
 
@@ -130,5 +134,5 @@ def test_ingestion_log_and_raw_rows_record_the_file(settings: Settings, crm: Crm
         "SELECT count(*), min(mapping_version), count(DISTINCT source_file), min(loaded_at) "
         "IS NOT NULL FROM raw.lead_rows"
     ).fetchone()
-    assert raw == (6, 1, 1, True)
+    assert raw == (6, REGISTRY.version, 1, True)
     con.close()

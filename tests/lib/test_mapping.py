@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from gtm_orchestration.lib.config import ConfigError
-from gtm_orchestration.lib.mapping import available_versions, load_registry, normalize_header
+from gtm_orchestration.lib.mapping import (
+    MAPPINGS_DIR,
+    available_versions,
+    load_registry,
+    normalize_header,
+)
+from gtm_orchestration.lib.mapping_diff import diff_registries
 
 
 def test_contract_headers_and_aliases_map_to_canonical_fields() -> None:
@@ -87,3 +93,27 @@ def test_a_bad_registry_names_file_key_and_expectation(tmp_path: Path) -> None:
         load_registry(directory=tmp_path)
     assert str(tmp_path / "v1.yaml") in str(error.value)
     assert "sources.leads" in str(error.value) and "favourite_colour" in str(error.value)
+
+
+def test_registry_diff_names_every_changed_key(tmp_path: Path) -> None:
+    v1 = (MAPPINGS_DIR / "v1.yaml").read_text()
+    v2 = (
+        v1.replace("version: 1\n", "version: 2\n")
+        .replace('"Given Name"]', '"Given Name", "Vorname"]')
+        .replace('"Surname", ', "")
+        .replace("    jobtitle: title\n", "")
+        .replace("    gtm_persona: persona\n", "    gtm_persona: seniority\n")
+        .replace("    city: city\n", "    city: city\n    zip: city\n")
+    )
+    (tmp_path / "v1.yaml").write_text(v1)
+    (tmp_path / "v2.yaml").write_text(v2)
+    changes = diff_registries(
+        load_registry(1, directory=tmp_path), load_registry(2, directory=tmp_path)
+    )
+    assert changes == [
+        "sources.leads.fields.first_name.aliases: 'Vorname' added",
+        "sources.leads.fields.last_name.aliases: 'Surname' removed",
+        "crm.contacts.gtm_persona: persona -> seniority",
+        "crm.contacts.jobtitle: no longer written (was title)",
+        "crm.contacts.zip: now written from city",
+    ]

@@ -9,11 +9,14 @@ from gtm_orchestration.lib.normalize import (
     company_match_key,
     domain_from_email,
     domain_from_website,
+    identity_email,
     industry_label,
     is_free_email_domain,
     is_valid_email,
     load_country_dictionary,
+    load_email_providers,
     load_industry_dictionary,
+    load_platform_domains,
     load_region_dictionary,
     normalize_country,
     normalize_email,
@@ -22,6 +25,11 @@ from gtm_orchestration.lib.normalize import (
     normalize_phone,
     normalize_region,
     normalize_us_state,
+)
+
+NO_PHONE_COUNTRY = (
+    "no known country code and no record country (expected a number starting with + and its "
+    "country code, or the record's country)"
 )
 
 # --- e-mail ---------------------------------------------------------------------------
@@ -47,6 +55,86 @@ from gtm_orchestration.lib.normalize import (
 def test_normalize_email(raw, expected):
     assert normalize_email(raw) == expected
     assert normalize_email(expected) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("J.Doe+news@googlemail.com", "jdoe@gmail.com"),
+        ("jane.doe@gmail.com", "janedoe@gmail.com"),
+        ("JaneDoe@Gmail.com", "janedoe@gmail.com"),
+        ("  Jane.Doe+crm@GMAIL.COM ", "janedoe@gmail.com"),
+        ("Jane Doe <j.a.n.e.doe@gmail.com>", "janedoe@gmail.com"),
+        ("jane.doe+tag@outlook.com", "jane.doe@outlook.com"),
+        ("Jane.Doe+tag@hotmail.co.uk", "jane.doe@hotmail.co.uk"),
+        ("jane.doe+x@hotmail.fr", "jane.doe@hotmail.fr"),
+        ("jane.doe+x@live.com", "jane.doe@live.com"),
+        ("jane.doe+x@icloud.com", "jane.doe@icloud.com"),
+        ("jane.doe+x@me.com", "jane.doe@me.com"),
+        ("jane.doe+x@fastmail.com", "jane.doe@fastmail.com"),
+        ("jane.doe+x@proton.me", "jane.doe@proton.me"),
+        ("jane.doe+x@protonmail.com", "jane.doe@protonmail.com"),
+        # corporate and other domains keep their address apart from case
+        ("John.Smith+crm@Acme.com", "john.smith+crm@acme.com"),
+        ("jane.doe+x@yahoo.com", "jane.doe+x@yahoo.com"),
+        ("jane.doe@mail.google.com", "jane.doe@mail.google.com"),
+        ("jane.doe+x@outlook.acme.com", "jane.doe+x@outlook.acme.com"),
+        ("+news@gmail.com", None),
+        ("not an address", None),
+        ("jane@acme@com", None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_identity_email(raw, expected):
+    assert identity_email(raw) == expected
+    assert identity_email(expected) == expected
+
+
+def test_identity_email_leaves_the_crm_key_alone():
+    assert normalize_email("J.Doe+news@googlemail.com") == "j.doe+news@googlemail.com"
+
+
+def test_email_providers_reject_a_domain_of_two_providers(tmp_path):
+    path = tmp_path / "email_providers.yaml"
+    path.write_text(
+        "version: 1\nproviders:\n  a:\n    domains: [mail.com]\n  b:\n    domains: [mail.com]\n"
+    )
+    with pytest.raises(ConfigError, match=r"providers\.b\.domains: 'mail\.com' is already"):
+        load_email_providers(path)
+
+
+@pytest.mark.parametrize("domain", ["Gmail.com", "mail.gmail.com", "co.uk", "*.gmail"])
+def test_email_providers_reject_malformed_domains(tmp_path, domain):
+    path = tmp_path / "email_providers.yaml"
+    path.write_text(f"version: 1\nproviders:\n  a:\n    domains: ['{domain}']\n")
+    with pytest.raises(ConfigError, match=r"providers\.a\.domains: expected a registrable"):
+        load_email_providers(path)
+
+
+def test_email_providers_canonical_domain_is_their_own(tmp_path):
+    path = tmp_path / "email_providers.yaml"
+    path.write_text(
+        "version: 1\nproviders:\n  a:\n    domains: [mail.com]\n    canonical_domain: gmail.com\n"
+    )
+    with pytest.raises(ConfigError, match=r"providers\.a\.canonical_domain: expected one of"):
+        load_email_providers(path)
+
+
+def test_every_mail_provider_is_free_mail():
+    providers = load_email_providers()
+    domains = [*providers.domains, *(f"{name}.co.uk" for name in providers.names)]
+    assert [d for d in domains if not is_free_email_domain(d)] == []
+
+
+def test_custom_email_providers(tmp_path):
+    path = tmp_path / "email_providers.yaml"
+    path.write_text(
+        "version: 1\nproviders:\n  yahoo:\n    domains: [yahoo.*]\n    plus_tags: true\n"
+    )
+    custom = load_email_providers(path)
+    assert identity_email("Jane.Doe+x@Yahoo.co.uk", custom) == "jane.doe@yahoo.co.uk"
+    assert identity_email("jane.doe+x@gmail.com", custom) == "jane.doe+x@gmail.com"
 
 
 @pytest.mark.parametrize(
@@ -96,6 +184,33 @@ def test_invalid_emails(email):
         ("//acme.com", "acme.com"),
         ("www.acme.com, www.acme.de", "acme.com"),
         ("acme.com.au", "acme.com.au"),
+        ("http://ACME.com:8080", "acme.com"),
+        ("acme.com.", "acme.com"),
+        ("<https://acme.com>", "acme.com"),
+        ('"www.acme.com"', "acme.com"),
+        ("(acme.com)", "acme.com"),
+        ("[acme.com](https://acme.com)", "acme.com"),
+        ("https//www.acme.com", "acme.com"),
+        ("http:/acme.com/about", "acme.com"),
+        ("https://acme.com\\about", "acme.com"),
+        # an e-mail address given as a website
+        ("info@acme.com", "acme.com"),
+        ("mailto:sales@acme.de", "acme.de"),
+        ("jane@gmail.com", None),
+        ("mailto:jane@yahoo.co.uk", None),
+        # free-mail domains never become companies
+        ("gmail.com", None),
+        ("https://www.hotmail.com", None),
+        # pages on platforms that host other organisations
+        ("https://www.linkedin.com/company/acme", None),
+        ("linkedin.com/in/jane-doe", None),
+        ("facebook.com/acme", None),
+        ("acme.myshopify.com", None),
+        ("https://acme.github.io/docs", None),
+        ("https://sites.google.com/view/acme", None),
+        ("bit.ly/acme", None),
+        ("https://www.linkedin.com", "linkedin.com"),
+        ("github.com/", "github.com"),
         ("192.168.0.1", None),
         ("localhost", None),
         ("acme", None),
@@ -107,6 +222,15 @@ def test_invalid_emails(email):
 def test_domain_from_website(raw, expected):
     assert domain_from_website(raw) == expected
     assert domain_from_website(expected) == expected
+
+
+def test_platform_domains_are_registrable_domains(tmp_path):
+    path = tmp_path / "platform_domains.yaml"
+    path.write_text("version: 1\ndomains: [sites.google.com]\n")
+    with pytest.raises(ConfigError) as error:
+        load_platform_domains(path)
+    assert str(path) in str(error.value)
+    assert "domains[0]" in str(error.value) and "registrable domain" in str(error.value)
 
 
 @pytest.mark.parametrize(
@@ -129,6 +253,23 @@ def test_domain_from_website(raw, expected):
         ("jane@yandex.ru", None),
         ("jane@qq.com", None),
         ("jane@163.com", None),
+        ("jane@ymail.com", None),
+        ("jane@yahoo.com.br", None),
+        ("jane@me.com", None),
+        ("jane@aol.com", None),
+        ("jane@hotmail.co.uk", None),
+        ("jane@live.fr", None),
+        ("jane@protonmail.com", None),
+        ("jane@pm.me", None),
+        ("jane@yandex.com", None),
+        ("jane@gmx.at", None),
+        ("jane@t-online.de", None),
+        ("jane@orange.fr", None),
+        ("jane@naver.com", None),
+        ("jane@126.com", None),
+        ("jane@privaterelay.appleid.com", None),
+        ("jane@duck.com", None),
+        ("jane@mailinator.com", None),
         ("not an address", None),
         ("", None),
         (None, None),
@@ -197,6 +338,40 @@ def test_is_free_email_domain(domain, free):
         ("Cote d'Ivoire", ("Côte d'Ivoire", "CI")),
         ("UAE", ("United Arab Emirates", "AE")),
         ("Namibia", ("Namibia", "NA")),
+        ("America", ("United States", "US")),
+        ("US of America", ("United States", "US")),
+        ("Allemagne", ("Germany", "DE")),
+        ("Espagne", ("Spain", "ES")),
+        ("Österreich", ("Austria", "AT")),
+        ("Oesterreich", ("Austria", "AT")),
+        ("Korea", ("South Korea", "KR")),
+        ("Republic of Korea", ("South Korea", "KR")),
+        ("Korea, South", ("South Korea", "KR")),
+        ("North Korea", ("North Korea", "KP")),
+        ("Korea (North)", ("North Korea", "KP")),
+        ("Czechia", ("Czechia", "CZ")),
+        ("U.A.E.", ("United Arab Emirates", "AE")),
+        ("Dubai", ("United Arab Emirates", "AE")),
+        ("Russia", ("Russia", "RU")),
+        ("Vietnam", ("Vietnam", "VN")),
+        ("Iran", ("Iran", "IR")),
+        ("Taiwan", ("Taiwan", "TW")),
+        ("Republic of China", ("Taiwan", "TW")),
+        ("People's Republic of China", ("China", "CN")),
+        ("Hong Kong SAR", ("Hong Kong", "HK")),
+        ("Great Britain and Northern Ireland", ("United Kingdom", "GB")),
+        ("Scotland", ("United Kingdom", "GB")),
+        ("Slovak Republic", ("Slovakia", "SK")),
+        ("Bosnia", ("Bosnia and Herzegovina", "BA")),
+        ("Bosnia & Herzegovina", ("Bosnia and Herzegovina", "BA")),
+        ("Trinidad & Tobago", ("Trinidad and Tobago", "TT")),
+        ("St. Lucia", ("Saint Lucia", "LC")),
+        ("St Kitts & Nevis", ("Saint Kitts and Nevis", "KN")),
+        ("Luxemburg", ("Luxembourg", "LU")),
+        ("Phillipines", ("Philippines", "PH")),
+        ("Ivory Coast", ("Côte d'Ivoire", "CI")),
+        ("AND", ("Andorra", "AD")),
+        ("ST", ("Sao Tome and Principe", "ST")),
     ],
 )
 def test_normalize_country(raw, expected):
@@ -215,10 +390,23 @@ def test_normalize_country(raw, expected):
         "-",
         "unknown",
         "Global",
-        "America",
+        "Worldwide",
+        "Remote",
+        "Asia",
+        "Americas",
         "North America",
         "LATAM",
         "APAC",
+        "Asia Pacific",
+        "DACH",
+        "Nordics",
+        "Rest of World",
+        "Southeast Asia",
+        "Middle East",
+        "n/a",
+        "None",
+        "Not specified",
+        "Kosovo",
         "",
         "   ",
         None,
@@ -232,9 +420,15 @@ def test_normalize_country_rejects_non_countries(raw):
 
 def test_every_iso_country_is_known_and_stable():
     for country in pycountry.countries:
-        for spelling in (country.alpha_3, country.name):
+        spellings = [country.alpha_3, country.name]
+        spellings += [
+            getattr(country, a) for a in ("official_name", "common_name") if hasattr(country, a)
+        ]
+        if country.alpha_2 != "NA":  # "NA" is "not available"
+            spellings.append(country.alpha_2)
+        for spelling in spellings:
             name, code = normalize_country(spelling)
-            assert code == country.alpha_2
+            assert code == country.alpha_2, spelling
             assert normalize_country(name) == (name, code)
 
 
@@ -283,6 +477,9 @@ def test_custom_country_dictionary(tmp_path):
         ("Mass.", "Massachusetts"),
         ("PR", "Puerto Rico"),
         ("USVI", "U.S. Virgin Islands"),
+        ("N. Carolina", "North Carolina"),
+        ("W. Virginia", "West Virginia"),
+        ("S Dakota", "South Dakota"),
         ("UM", None),
         ("Ontario", None),
         ("Narnia", None),
@@ -305,6 +502,14 @@ def test_normalize_us_state(raw, expected):
         ("Ont.", "CA", "Ontario"),
         ("Québec", "CA", "Quebec"),
         ("BC", "CA", "British Columbia"),
+        ("QC", "CA", "Quebec"),
+        ("Que.", "CA", "Quebec"),
+        ("Colombie-Britannique", "CA", "British Columbia"),
+        ("Nfld.", "CA", "Newfoundland and Labrador"),
+        ("CA", "CA", None),  # California is not a Canadian province
+        ("ON", "US", None),
+        ("Calif.", "us", "California"),
+        ("N.Y.", "US", "New York"),
         ("bavaria", "DE", "Bavaria"),
         ("NEW SOUTH WALES", "AU", "New South Wales"),
         ("NSW", "AU", "NSW"),
@@ -370,6 +575,37 @@ def test_region_dictionary_rejects_unknown_subdivisions(tmp_path):
         ("Automotive", "AUTOMOTIVE"),
         ("Cybersecurity", "COMPUTER_NETWORK_SECURITY"),
         ("e-learning", "E_LEARNING"),
+        ("Software Development", "COMPUTER_SOFTWARE"),
+        ("B2B SaaS", "COMPUTER_SOFTWARE"),
+        ("Internet Software & Services", "COMPUTER_SOFTWARE"),
+        ("IT Services and IT Consulting", "INFORMATION_TECHNOLOGY_AND_SERVICES"),
+        ("Information Technology & Services", "INFORMATION_TECHNOLOGY_AND_SERVICES"),
+        ("High Tech", "INFORMATION_TECHNOLOGY_AND_SERVICES"),
+        ("Technology, Information and Internet", "INTERNET"),
+        ("Banking, Financial Services and Insurance", "FINANCIAL_SERVICES"),
+        ("BFSI", "FINANCIAL_SERVICES"),
+        ("Crypto", "FINANCIAL_SERVICES"),
+        ("Banking & Finance", "BANKING"),
+        ("Healthcare & Life Sciences", "HOSPITAL_HEALTH_CARE"),
+        ("Hospitals and Health Care", "HOSPITAL_HEALTH_CARE"),
+        ("Pharmaceutical Manufacturing", "PHARMACEUTICALS"),
+        ("Biotechnology Research", "BIOTECHNOLOGY"),
+        ("Medical Equipment Manufacturing", "MEDICAL_DEVICES"),
+        ("Advertising Services", "MARKETING_AND_ADVERTISING"),
+        ("Business Consulting and Services", "MANAGEMENT_CONSULTING"),
+        ("Staffing & Recruiting", "STAFFING_AND_RECRUITING"),
+        ("Transportation, Logistics, Supply Chain and Storage", "LOGISTICS_AND_SUPPLY_CHAIN"),
+        ("Truck Transportation", "TRANSPORTATION_TRUCKING_RAILROAD"),
+        ("Broadcast Media Production and Distribution", "BROADCAST_MEDIA"),
+        ("Semiconductor Manufacturing", "SEMICONDUCTORS"),
+        ("Machinery Manufacturing", "MACHINERY"),
+        ("Design Services", "DESIGN"),
+        ("Non-profit Organizations", "NON_PROFIT_ORGANIZATION_MANAGEMENT"),
+        ("Food and Beverage Services", "FOOD_BEVERAGES"),
+        ("Retail Groceries", "SUPERMARKETS"),
+        ("Armed Forces", "MILITARY"),
+        ("Services", None),
+        ("Other", None),
         ("widgets", None),
         ("N/A", None),
         ("", None),
@@ -435,6 +671,29 @@ def test_industry_dictionary_rejects_values_outside_the_crm_picklist(tmp_path):
         ("mcdonald's corporation", "McDonald's Corp.", "mcdonalds"),
         ("eBay", "eBay", "ebay"),
         ("Inc.", "Inc.", "inc"),
+        ("Acme Corporation", "Acme Corp.", "acme"),
+        ("Acme L.L.C.", "Acme LLC", "acme"),
+        ("Acme Limited Liability Company", "Acme LLC", "acme"),
+        ("ACME PTY LTD", "Acme Pty Ltd", "acme"),
+        ("Acme Pty. Ltd.", "Acme Pty Ltd", "acme"),
+        ("Acme Pty", "Acme Pty", "acme"),
+        ("Acme Pte. Ltd.", "Acme Pte. Ltd.", "acme"),
+        ("Acme Sdn Bhd", "Acme Sdn. Bhd.", "acme"),
+        ("Acme AG", "Acme AG", "acme"),
+        ("Acme Aktiengesellschaft", "Acme AG", "acme"),
+        ("Acme G.m.b.H.", "Acme GmbH", "acme"),
+        ("Acme UG (haftungsbeschränkt)", "Acme UG (haftungsbeschränkt)", "acme"),
+        ("Acme SAS", "Acme SAS", "acme"),
+        ("Acme S.A.S.", "Acme SAS", "acme"),
+        ("Acme, S.A.", "Acme S.A.", "acme"),
+        ("Acme SL", "Acme S.L.", "acme"),
+        ("Acme BV", "Acme B.V.", "acme"),
+        ("Acme B.V", "Acme B.V.", "acme"),
+        ("Acme AB (publ)", "Acme AB (publ)", "acme"),
+        ("Acme Oyj", "Acme Oyj", "acme"),
+        ("Acme Kft.", "Acme Kft.", "acme"),
+        ("Acme s.r.o.", "Acme s.r.o.", "acme"),
+        ("Acme Ltée", "Acme Ltée", "acme"),
     ],
 )
 def test_company_names(raw, expected, key):
@@ -478,10 +737,22 @@ def test_normalize_person_name(raw, expected):
 # --- phones ---------------------------------------------------------------------------
 
 
+def test_spellings_of_one_company_share_a_match_key():
+    spellings = ["Acme, Inc.", "ACME Inc", "Acme Incorporated", "acme inc.", "The Acme Company"]
+    assert {company_match_key(s) for s in spellings} == {"acme"}
+
+
 @pytest.mark.parametrize(
     ("raw", "country", "expected"),
     [
         ("+1 (415) 555-0100", None, "+14155550100"),
+        ("(415) 555-0100", "United States", "+14155550100"),
+        ("030 1234567", "Germany", "+49301234567"),
+        ("0049 30 1234567", None, "+49301234567"),
+        ("+49 (0)30 1234567", "DE", "+49301234567"),
+        ("tel:+1-415-555-0100", None, "+14155550100"),
+        ("1-800-FLOWERS", "US", "+18003569377"),
+        ("07911 123456", "UK", "+447911123456"),
         ("+1 (415) 555-0100", "DE", "+14155550100"),
         ("(415) 555-0100", "US", "+14155550100"),
         ("415.555.0100 ext. 12", "US", "+14155550100"),
@@ -498,14 +769,15 @@ def test_normalize_phone(raw, country, expected):
 @pytest.mark.parametrize(
     ("raw", "country", "error"),
     [
-        ("4155550100", None, "no country code and no known country"),
-        ("call me", "US", "not a phone number"),
-        ("555-0100", "US", "not a valid phone number"),
-        ("12", "DE", "not a valid phone number"),
+        ("4155550100", None, NO_PHONE_COUNTRY),
+        ("415 555 0100", "Atlantis", NO_PHONE_COUNTRY),
+        ("call me", "US", "not a phone number (expected e.g. '+1 415 555 0100')"),
+        ("555-0100", "US", "not a valid phone number of US (too short, too long or not in use)"),
+        ("12", "DE", "not a valid phone number of DE (too short, too long or not in use)"),
     ],
 )
 def test_normalize_phone_rejects(raw, country, error):
-    assert normalize_phone(raw, country) == Converted(None, error)
+    assert normalize_phone(raw, country) == Converted(None, error, raw=raw)
 
 
 @pytest.mark.parametrize("raw", ["", "  ", None])

@@ -1,5 +1,6 @@
 import pytest
 
+from bench.personas import GOALS, evaluate, read_labelled_titles
 from gtm_orchestration.lib.config import ConfigError, config_path
 from gtm_orchestration.lib.crm_schema import portal_schema
 from gtm_orchestration.lib.personas import (
@@ -102,7 +103,127 @@ def test_classify_title(title, function, seniority, persona):
     assert (result.function, result.seniority, result.persona) == (function, seniority, persona)
 
 
-@pytest.mark.parametrize("title", [None, "", "   ", "asdf qwerty", "-", "@ Acme", "???"])
+@pytest.mark.parametrize(
+    ("title", "function", "seniority", "persona"),
+    [
+        # a named field beats a role noun or adjective, in either word order
+        (
+            "Technical Sales Representative",
+            "sales",
+            "individual_contributor",
+            "Sales Practitioner",
+        ),
+        ("Technical Product Manager", "product", "manager", "Product Practitioner"),
+        ("Director of Solutions Engineering", "sales", "director", "Sales Leader"),
+        (
+            "Support Engineer",
+            "customer_success",
+            "individual_contributor",
+            "Customer Success Practitioner",
+        ),
+        ("Tech Recruiter", "human_resources", "individual_contributor", "HR Practitioner"),
+        ("IT Recruiter", "human_resources", "individual_contributor", "HR Practitioner"),
+        (
+            "Ingénieur réseaux",
+            "information_technology",
+            "individual_contributor",
+            "IT Practitioner",
+        ),
+        (
+            "Ingénieur support",
+            "customer_success",
+            "individual_contributor",
+            "Customer Success Practitioner",
+        ),
+        ("Ingénieur avant-vente", "sales", "individual_contributor", "Sales Practitioner"),
+        ("Technischer Leiter", "engineering", "director", "Engineering Leader"),
+        ("Founding Engineer", "engineering", "individual_contributor", "Engineering Practitioner"),
+        ("Chief Information Officer", "information_technology", "c_level", "IT Leader"),
+        ("Chief Customer Officer", "customer_success", "c_level", "Customer Success Leader"),
+        ("Vice President", "other", "vp", "Business Leader"),
+        # abbreviations
+        ("RVP Sales", "sales", "vp", "Sales Leader"),
+        ("VP Comms", "marketing", "vp", "Marketing Leader"),
+        ("Mktg Coord.", "marketing", "individual_contributor", "Marketing Practitioner"),
+        ("Salesforce Admin", "operations", "individual_contributor", "RevOps"),
+        ("Sysadmin", "information_technology", "individual_contributor", "IT Practitioner"),
+        # RevOps is for operations people: a marketing leader who also runs marketing ops
+        # stays a marketing leader
+        (
+            "Director, Demand Generation & Marketing Operations",
+            "marketing",
+            "director",
+            "Marketing Leader",
+        ),
+        # German compounds and word orders
+        ("Vertriebsdirektor", "sales", "director", "Sales Leader"),
+        ("Leitung Vertrieb", "sales", "director", "Sales Leader"),
+        ("Teamleitung Marketing", "marketing", "manager", "Marketing Practitioner"),
+        ("Online-Marketing-Managerin", "marketing", "manager", "Marketing Practitioner"),
+        ("Produktmanager", "product", "manager", "Product Practitioner"),
+        ("Geschäftsführender Gesellschafter", "general_management", "c_level", "Executive"),
+        ("Mitgründer", "general_management", "c_level", "Executive"),
+        ("Vorstand Vertrieb", "sales", "c_level", "Sales Leader"),
+        ("Kaufmännischer Leiter", "finance", "director", "Finance Leader"),
+        ("Leiterin Personal", "human_resources", "director", "HR Leader"),
+        ("Personalentwicklerin", "human_resources", "individual_contributor", "HR Practitioner"),
+        ("Leiter Geschäftsentwicklung", "sales", "director", "Sales Leader"),
+        (
+            "Systemadministrator",
+            "information_technology",
+            "individual_contributor",
+            "IT Practitioner",
+        ),
+        ("Datenschutzbeauftragter", "legal", "individual_contributor", "Legal Practitioner"),
+        ("Steuerfachangestellte", "finance", "individual_contributor", "Finance Practitioner"),
+        ("Vertriebsassistentin", "sales", "individual_contributor", "Sales Practitioner"),
+        (
+            "Assistenz der Geschäftsführung",
+            "operations",
+            "individual_contributor",
+            "Operations Practitioner",
+        ),
+        (
+            "Referentin der Geschäftsführung",
+            "general_management",
+            "individual_contributor",
+            "Business Practitioner",
+        ),
+        # French and Spanish
+        ("Directrice financière", "finance", "director", "Finance Leader"),
+        ("RSSI", "information_technology", "manager", "IT Practitioner"),
+        ("Responsable grands comptes", "sales", "manager", "Sales Practitioner"),
+        ("Chef de produit marketing", "marketing", "manager", "Marketing Practitioner"),
+        ("Cofondatrice", "general_management", "c_level", "Executive"),
+        ("Gerente de TI", "information_technology", "manager", "IT Practitioner"),
+        ("Gerente de Cuentas Clave", "sales", "manager", "Sales Practitioner"),
+        ("Subdirector Comercial", "sales", "director", "Sales Leader"),
+        ("Dueño de Producto", "product", "individual_contributor", "Product Practitioner"),
+        (
+            "Científico de Datos",
+            "engineering",
+            "individual_contributor",
+            "Engineering Practitioner",
+        ),
+        ("Líder de Desarrollo", "engineering", "manager", "Engineering Practitioner"),
+        # not in work: read, but no seniority; students at work are individual contributors
+        ("Student", "other", "unknown", "Other"),
+        ("Retired", "other", "unknown", "Other"),
+        ("Werkstudent Marketing", "marketing", "individual_contributor", "Marketing Practitioner"),
+        ("Student Intern", "other", "individual_contributor", "Other"),
+        ("Self-Employed", "general_management", "c_level", "Executive"),
+        ("Chair of the Board", "general_management", "c_level", "Executive"),
+    ],
+)
+def test_rule_families(title, function, seniority, persona):
+    result = classify_title(title)
+    assert (result.function, result.seniority, result.persona) == (function, seniority, persona)
+
+
+# "test" and "n/a" are what people type into a required field
+@pytest.mark.parametrize(
+    "title", [None, "", "   ", "asdf qwerty", "-", "@ Acme", "???", "test", "n/a"]
+)
 def test_unrecognised_titles(title):
     assert classify_title(title) == TitleClassification("other", "unknown", "Unknown", "none")
 
@@ -115,6 +236,10 @@ def test_rule_names_what_fired():
         "seniority:director;function:operations;persona:revops"
     )
     assert classify_title("Marketing @ Acme").rule == "function:marketing;persona:practitioner"
+    assert classify_title("Ingénieur réseaux").rule == (
+        "seniority:individual_contributor;function:information_technology;persona:practitioner"
+    )
+    assert classify_title("Student").rule == "seniority:not_employed;persona:practitioner"
 
 
 def test_classifications_are_crm_options():
@@ -171,8 +296,25 @@ def test_bad_function_in_rules(tmp_path):
     assert "lawyering" in message
 
 
+def test_fallback_rules_count_only_when_no_field_is_named(tmp_path):
+    assert classify_title("Ingénieur réseaux").function == "information_technology"
+    assert classify_title("Ingénieur").function == "engineering"
+    path = _write_rules(
+        tmp_path,
+        "  - function: engineering\n    fallback: true\n",
+        "  - function: engineering\n",
+    )
+    rules = load_persona_rules(path)
+    assert classify_title("Ingénieur réseaux", rules).function == "engineering"
+
+
+def test_persona_labels():
+    labels = default_persona_rules().persona_labels
+    assert {"Marketing Leader", "RevOps", "Executive", "Other", "Unknown"} <= labels
+
+
 def test_bad_regex_in_rules(tmp_path):
-    path = _write_rules(tmp_path, "patterns: ['\\brechts\\w*']", "patterns: ['(rechts']")
+    path = _write_rules(tmp_path, "patterns: ['\\bprodukt\\w*']", "patterns: ['(produkt']")
     with pytest.raises(ConfigError, match=r"patterns\[0\]: .*regular expression"):
         load_persona_rules(path)
 
@@ -185,3 +327,14 @@ def test_persona_table_must_cover_every_function(tmp_path):
     )
     with pytest.raises(ConfigError, match="personas: expected an entry for the function 'legal'"):
         load_persona_rules(path)
+
+
+def test_evaluation_set_meets_the_accuracy_goal():
+    titles = read_labelled_titles()
+    assert len(titles) >= 500
+    evaluation = evaluate(titles)
+    for field, goal in GOALS.items():
+        assert evaluation.accuracy(field) >= goal, (
+            f"{field}: {evaluation.accuracy(field):.1%} of {evaluation.total} titles, goal "
+            f"{goal:.0%}; see .venv/bin/python bench/personas.py --show-errors"
+        )

@@ -7,6 +7,7 @@ import dagster as dg
 
 from gtm_orchestration.defs.partitions import landing_day
 from gtm_orchestration.defs.resources import LandingZoneResource, WarehouseResource
+from gtm_orchestration.defs.versions import extract_version
 from gtm_orchestration.lib.ingestion import IngestionSummary, ingest_landed_items
 from gtm_orchestration.lib.landing import scan_dropped_files, scan_lead_webhook_batches
 from gtm_orchestration.lib.mapping import load_registry
@@ -18,21 +19,25 @@ RAW_ASSETS = ("raw_lead_rows", "file_ingestion_log", "rejected_lead_rows", "raw_
     specs=[
         dg.AssetSpec(
             "raw_lead_rows",
+            code_version=extract_version(),
             description="Every accepted row of every dropped file and form submission, "
             "append-only, mapped to canonical fields, with source, line, load time and "
             "mapping version.",
         ),
         dg.AssetSpec(
             "file_ingestion_log",
+            code_version=extract_version(),
             description="One row per landed file or webhook batch: sha256, rows, rejected "
             "rows, timestamps.",
         ),
         dg.AssetSpec(
             "rejected_lead_rows",
+            code_version=extract_version(),
             description="Rows rejected at extraction, with line, field, value and reason.",
         ),
         dg.AssetSpec(
             "raw_engagement_events",
+            code_version=extract_version(),
             description="Engagement events (opens, clicks, replies, meetings, page visits), "
             "once per event id however often delivered.",
         ),

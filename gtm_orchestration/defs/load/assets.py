@@ -2,14 +2,19 @@
 
 import dagster as dg
 
-from gtm_orchestration.defs.partitions import landing_day
+from gtm_orchestration.defs.partitions import landing_day, nightly_day
 from gtm_orchestration.defs.resources import HubSpotResource, WarehouseResource
+from gtm_orchestration.defs.versions import load_version
 from gtm_orchestration.lib.crm_schema import ObjectType, build_payloads
 from gtm_orchestration.lib.crm_sync import SyncSummary, sync_payloads
 from gtm_orchestration.lib.mapping import load_registry
 
 # Engagement scores only update contacts the CRM already has: an email open is no lead.
-ENGAGEMENT_MAPPING = {"email": "email", "gtm_engagement_score": "engagement_score"}
+ENGAGEMENT_MAPPING = {
+    "email": "email",
+    "gtm_engagement_score": "engagement_score",
+    "gtm_engagement_reasons": "engagement_reasons",
+}
 
 
 def sync_days(
@@ -81,6 +86,7 @@ _LOAD = {
     "partitions_def": landing_day,
     "backfill_policy": dg.BackfillPolicy.single_run(),
     "pool": "warehouse",
+    "code_version": load_version(),
 }
 
 
@@ -116,6 +122,32 @@ def hubspot_engagement(
         context,
         "contacts",
         "gtm.engagement_scores",
+        ENGAGEMENT_MAPPING,
+        warehouse,
+        hubspot,
+        stream="contact_engagement",
+        create=False,
+    )
+
+
+@dg.asset(
+    deps=["engagement_rescores"],
+    group_name="nightly",
+    partitions_def=nightly_day,
+    pool="warehouse",
+    code_version=load_version(),
+    description="The nightly re-scored gtm_engagement_score of existing HubSpot contacts; only "
+    "scores that changed since the CRM last confirmed them are sent.",
+)
+def hubspot_engagement_rescore(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, hubspot: HubSpotResource
+) -> dg.MaterializeResult:
+    # The same ledger stream as the real-time scores: whichever wrote last, an unchanged
+    # score is not sent again.
+    return sync_days(
+        context,
+        "contacts",
+        "gtm.engagement_rescores",
         ENGAGEMENT_MAPPING,
         warehouse,
         hubspot,

@@ -2,13 +2,16 @@
 
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from gtm_orchestration.defs.partitions import landing_day
-from gtm_orchestration.defs.resources import WarehouseResource
+from gtm_orchestration.defs.resources import EnrichmentResource, WarehouseResource
+from gtm_orchestration.defs.versions import engagement_version, transform_version
 from gtm_orchestration.lib import quality
 from gtm_orchestration.lib.engagement_scores import score_day
+from gtm_orchestration.lib.enrichment import enrich_rows
 from gtm_orchestration.lib.partitioned_tables import replace_partition
 from gtm_orchestration.lib.transform import transform_leads
 
@@ -75,6 +78,17 @@ COMPANY_CHECKS = {
     "domains_unique": lambda con, rel: quality.duplicate_keys(con, rel, "domain"),
     "domains_well_formed": quality.malformed_domains,
 }
+# Enrichment counts shown on the leads: distinct domains of rows missing firmographics, how
+# many came from the cache or the API, what the API said, and the rows flagged.
+ENRICHMENT_METADATA = (
+    "domains",
+    "from_cache",
+    "looked_up",
+    "found",
+    "unknown",
+    "failed",
+    "flagged_rows",
+)
 
 
 @dg.multi_asset(
@@ -82,12 +96,14 @@ COMPANY_CHECKS = {
         dg.AssetSpec(
             "leads",
             deps=["raw_lead_rows"],
-            description="One lead per email: normalized, classified, scored, routed.",
+            description="One lead per email: enriched, normalized, classified, scored, routed.",
+            code_version=transform_version(),
         ),
         dg.AssetSpec(
             "companies",
             deps=["leads"],
             description="One company per domain, derived from its leads.",
+            code_version=transform_version(),
         ),
     ],
     check_specs=CHECKS,
@@ -97,19 +113,25 @@ COMPANY_CHECKS = {
     pool="warehouse",
 )
 def transformed_leads(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    enrichment: EnrichmentResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    """Re-derive each day's leads and companies from its raw rows (idempotent)."""
+    """Re-derive each day's leads and companies from its raw rows (idempotent), after
+    filling missing firmographics from the enrichment API through its cache."""
     outcomes: dict[str, list[quality.QualityResult]] = defaultdict(list)
     counts: Counter[str] = Counter()
-    with warehouse.connect() as con:
+    with warehouse.connect() as con, enrichment.client() as client:
         for day in context.partition_keys:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE day_rows AS "
-                "SELECT * FROM raw.lead_rows WHERE partition_date = ?",
+                "SELECT * FROM raw.current_lead_rows WHERE partition_date = ?",
                 [day],
             )
-            leads, companies = transform_leads(con, "day_rows")
+            enriched = enrich_rows(con, "day_rows", client, datetime.now(UTC), enrichment.ttl)
+            for key in ENRICHMENT_METADATA:
+                counts[f"enrichment_{key}"] += getattr(enriched, key)
+            leads, companies = transform_leads(con, enriched.relation)
             replace_partition(con, "gtm.leads", leads, day)
             replace_partition(con, "gtm.companies", companies, day)
             con.register("day_leads", leads)
@@ -134,6 +156,7 @@ def transformed_leads(
         "merged_duplicates",
         "flagged_values",
         "unclassified_titles",
+        *(f"enrichment_{key}" for key in ENRICHMENT_METADATA),
     )
     yield dg.MaterializeResult(
         asset_key="leads",
@@ -155,6 +178,7 @@ def transformed_leads(
     partitions_def=landing_day,
     backfill_policy=dg.BackfillPolicy.single_run(),
     pool="warehouse",
+    code_version=engagement_version(),
     description="Engagement score (0-100, decaying) of every contact with signals that day, "
     "with the reasons that make it up.",
 )

@@ -1,0 +1,87 @@
+"""The transform runs the rules that read a whole lead (fit, route) once per distinct
+combination of the values they treat differently, and deals round-robin owners in SQL: every
+lead still gets what the rules give it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from gtm_orchestration.lib.batch import scratch_connection
+from gtm_orchestration.lib.mapping import CANONICAL_FIELDS
+from gtm_orchestration.lib.routing import ROUND_ROBIN_SQL, round_robin_owner, route_lead
+from gtm_orchestration.lib.scoring import score_fit
+from gtm_orchestration.lib.transform import transform_leads
+from gtm_orchestration.sandbox.traffic import DemoLeads
+
+ODD_LEADS = [
+    {"email": "Pat <pat@initech.com>", "country": "US", "employees": "12"},
+    {"email": "sam@globex.co.uk", "website": "acme.com", "country": "Germany"},
+    {"email": "lee@gmail.com", "website": "https://www.hooli.com", "employees": "20000"},
+    {"email": "kim@umbrella-corp.de", "country": "France", "state": "", "employees": "999"},
+    {"email": "ana@acme.com", "country": "Canada", "state": "BC", "employees": "1000"},
+    {"email": "ANA@ACME.COM ", "country": "Canada", "state": "Ontario", "employees": "5,000"},
+    {"email": "mailto:raj@acme.io", "country": "Atlantis", "employees": "lots"},
+    {"email": "zoe@acme.io", "country": "Brazil", "title": "VP Sales", "industry": "SaaS"},
+]
+
+
+def _raw_rows() -> pa.Table:
+    leads = DemoLeads(seed=3)
+    records = [leads.form_submission() for _ in range(400)] + ODD_LEADS
+    records += [dict(record, title="CEO") for record in records[:40]]  # merged with the first
+    columns = {f: [record.get(f) or None for record in records] for f in CANONICAL_FIELDS}
+    n = len(records)
+    return pa.table(
+        {"line": pa.array(range(2, n + 2), pa.int32())}
+        | {f: pa.array(values, pa.string()) for f, values in columns.items()}
+        | {
+            "source": pa.array(["leads"] * n),
+            "source_file": pa.array(["drop.csv"] * n),
+            "landed_at": pa.array([datetime(2026, 11, 2, tzinfo=UTC)] * n),
+            "mapping_version": pa.array([1] * n, pa.int32()),
+        }
+    )
+
+
+def test_each_lead_is_scored_and_routed_as_the_rules_score_and_route_it() -> None:
+    con = scratch_connection()
+    con.register("raw_rows", _raw_rows())
+    leads, _ = transform_leads(con, "raw_rows")
+    con.close()
+
+    assert leads.num_rows > 400
+    for lead in leads.to_pylist():
+        score = score_fit(
+            industry=lead["company_industry"],
+            employees=lead["employees"],
+            country_code=lead["country_code"],
+            seniority=lead["seniority"],
+            function=lead["function"],
+        )
+        route = route_lead(
+            email=lead["email"],
+            domain=lead["domain"],
+            country_code=lead["country_code"],
+            state=lead["state"],
+            employees=lead["employees"],
+        )
+        assert (lead["fit_score"], lead["fit_reasons"]) == (score.value, "; ".join(score.reasons))
+        assert (lead["territory"], lead["owner_id"], lead["routing_rule"]) == (
+            route.territory,
+            route.owner_id,
+            route.rule,
+        )
+
+
+def test_the_round_robin_deals_in_sql_as_in_python() -> None:
+    emails = [f"lead{i}@acme{i % 7}.com" for i in range(500)] + ["jane@acme.com", "x@y.org"]
+    con = scratch_connection()
+    con.register("emails", pa.table({"email": emails}))
+    for size in (1, 2, 3, 5):
+        owners = [f"owner{i}" for i in range(size)]
+        deal = ROUND_ROBIN_SQL.format(email="email", owners=size)
+        dealt = con.execute(f"SELECT email, {deal} FROM emails").fetchall()
+        assert all(owners[index] == round_robin_owner(email, owners) for email, index in dealt)
+    con.close()
