@@ -21,7 +21,12 @@ from typing import Any
 
 import pandas as pd
 
-from gtm_orchestration.lib.conversion import headcount_band, parse_headcount, parse_money
+from gtm_orchestration.lib.conversion import (
+    headcount_band,
+    parse_headcount,
+    parse_money,
+    to_crm_currency,
+)
 from gtm_orchestration.lib.crm_schema import Payload, build_payloads
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, MappingRegistry
 from gtm_orchestration.lib.normalize import (
@@ -43,6 +48,9 @@ from gtm_orchestration.lib.validation import email_check, looks_like_formula
 
 # Columns read beyond the header's, so that a row with a field too many is seen as such.
 _SPARE_COLUMNS = 8
+# One record's flags, apart until the merge (as the transform keeps them).
+FLAG_SEPARATOR = "\x1f"
+
 # Lead columns taken from the newest record of an e-mail that has them.
 _NEWEST = [
     c
@@ -136,7 +144,7 @@ def _normalized(rows: pd.DataFrame) -> pd.DataFrame:
         out.index,
     )
     out["company_industry"] = industry
-    revenue = _each(rows["annual_revenue"], parse_money)
+    revenue = _each(rows["annual_revenue"], lambda raw: to_crm_currency(parse_money(raw)))
     out["annual_revenue"] = _each(revenue, lambda c: c.value)
     headcount = _each(rows["employees"], parse_headcount)
     out["employees"] = _each(headcount, lambda c: None if c.value is None else int(c.value))
@@ -179,7 +187,7 @@ def _normalized(rows: pd.DataFrame) -> pd.DataFrame:
         [flag for _, flag in phone],
         strict=True,
     )
-    out["flags"] = _objects(["; ".join(f for f in row if f) or None for row in flags], out.index)
+    out["flags"] = _objects([FLAG_SEPARATOR.join(f for f in row if f) for row in flags], out.index)
     return out
 
 
@@ -311,5 +319,10 @@ def _flag(field: str, error: str | None, raw: str | None) -> str | None:
     return f"{field}: {error} ({raw!r})" if error else None
 
 
-def _merged_flags(flags: Iterable[str | None]) -> str | None:
-    return "; ".join(sorted({part for part in flags if part})) or None
+def _merged_flags(flags: Iterable[str]) -> str | None:
+    """A lead's flags: one record's in field order, several records' each once, sorted."""
+    rows = list(flags)
+    if len(rows) == 1:
+        return rows[0].replace(FLAG_SEPARATOR, "; ") or None
+    every = {flag for row in rows for flag in row.split(FLAG_SEPARATOR) if flag}
+    return "; ".join(sorted(every)) or None
