@@ -17,11 +17,11 @@ import httpx
 import pytest
 
 from gtm_orchestration.lib.connectors.enrichment import (
-    MAX_BACKOFF_S,
     EnrichmentClient,
     EnrichmentError,
     TokenBucket,
 )
+from gtm_orchestration.lib.connectors.retries import MAX_BACKOFF_S
 from gtm_orchestration.lib.enrichment import (
     MAX_CONSECUTIVE_FAILURES,
     EnrichmentTtl,

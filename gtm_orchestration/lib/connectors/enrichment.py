@@ -9,21 +9,21 @@ a bounded number of times.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-from gtm_orchestration.lib.connectors.hubspot import _message
+from gtm_orchestration.lib.connectors.retries import (
+    error_message,
+    is_retryable,
+    send_with_retries,
+)
 
 COMPANIES_PATH = "/enrichment/v1/companies"
-MAX_BACKOFF_S = 30.0
 
 
 class EnrichmentError(RuntimeError):
@@ -121,23 +121,6 @@ class TokenBucket:
         return wait
 
 
-def retry_after_s(response: httpx.Response, now: datetime | None = None) -> float | None:
-    """The wait a ``Retry-After`` header asks for, in seconds or as an HTTP date; None if
-    absent or unreadable."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
-
-
 class EnrichmentClient:
     """The company enrichment API. ``base_url`` is the API root (the sandbox or the vendor's).
 
@@ -158,8 +141,6 @@ class EnrichmentClient:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {api_key}"},
@@ -186,43 +167,29 @@ class EnrichmentClient:
         Raises EnrichmentError when the lookup failed for good.
         """
         what = f"GET {COMPANIES_PATH}?domain={domain}"
-        problem = ""
-        for attempt in range(1, self._max_attempts + 1):
-            self._bucket.acquire()
-            try:
-                response = self._http.get(COMPANIES_PATH, params={"domain": domain})
-            except httpx.TransportError as exc:
-                problem = f"transport error: {type(exc).__name__}"
-                self._back_off(attempt, None)
-                continue
-            if response.status_code == 200:
-                return Firmographics.from_answer(domain, response.json())
-            if response.status_code == 404:
-                return None
+        attempts = send_with_retries(
+            lambda: self._http.get(COMPANIES_PATH, params={"domain": domain}),
+            max_attempts=self._max_attempts,
+            backoff_base_s=self._backoff_base_s,
+            sleep=self._sleep,
+            before_try=self._bucket.acquire,
+        )
+        response = attempts.response
+        if response is not None and response.status_code == 200:
+            return Firmographics.from_answer(domain, response.json())
+        if response is not None and response.status_code == 404:
+            return None
+        if response is not None and not is_retryable(response):
             problem = f"HTTP {response.status_code}"
-            if response.status_code == 429 or response.status_code >= 500:
-                self._back_off(attempt, response)
-                continue
             raise EnrichmentError(
-                f"{what}: {problem}: {_message(response)}",
+                f"{what}: {problem}: {error_message(response)}",
                 problem=problem,
-                attempts=attempt,
+                attempts=attempts.tries,
                 status=response.status_code,
             )
-        status = int(problem.removeprefix("HTTP ")) if problem.startswith("HTTP ") else None
         raise EnrichmentError(
-            f"{what}: gave up after {self._max_attempts} tries ({problem})",
-            problem=problem,
-            attempts=self._max_attempts,
-            status=status,
+            f"{what}: gave up after {attempts.tries} tries ({attempts.problem})",
+            problem=attempts.problem,
+            attempts=attempts.tries,
+            status=attempts.status,
         )
-
-    def _back_off(self, attempt: int, response: httpx.Response | None) -> None:
-        """Wait before try ``attempt + 1``: exponential with jitter, at least Retry-After."""
-        if attempt >= self._max_attempts:
-            return
-        delay = self._backoff_base_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
-        asked = retry_after_s(response) if response is not None else None
-        if asked is not None:
-            delay = max(delay, asked)
-        self._sleep(min(delay, MAX_BACKOFF_S))

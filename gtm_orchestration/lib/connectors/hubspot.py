@@ -6,13 +6,17 @@ Retries 429, 5xx and transport errors with exponential backoff and jitter, honou
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from gtm_orchestration.lib.connectors.retries import (
+    error_message,
+    is_retryable,
+    send_with_retries,
+)
 
 BATCH_LIMIT = 100
 # HubSpot's search returns at most 200 records a page.
@@ -139,46 +143,29 @@ class HubSpotClient:
         )
 
     def _request(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        last_problem = ""
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                response = self._http.request(method, path, json=body)
-            except httpx.TransportError as exc:
-                last_problem = f"transport error: {type(exc).__name__}"
-                self._sleep(attempt, None)
-                continue
-            if response.status_code in (200, 201, 207):
-                return response.json()
-            if response.status_code == 429 or response.status_code >= 500:
-                last_problem = f"HTTP {response.status_code}"
-                self._sleep(attempt, response)
-                continue
+        attempts = send_with_retries(
+            lambda: self._http.request(method, path, json=body),
+            max_attempts=self._max_attempts,
+            backoff_base_s=self._backoff_base_s,
+            least_wait_s=_rolling_window_wait_s,
+        )
+        response = attempts.response
+        if response is not None and response.status_code in (200, 201, 207):
+            return response.json()
+        if response is not None and not is_retryable(response):
             raise HubSpotError(
-                f"{method} {path}: HTTP {response.status_code}: {_message(response)}",
+                f"{method} {path}: HTTP {response.status_code}: {error_message(response)}",
                 response.status_code,
             )
         raise HubSpotError(
-            f"{method} {path}: gave up after {self._max_attempts} tries ({last_problem})"
+            f"{method} {path}: gave up after {attempts.tries} tries ({attempts.problem})"
         )
 
-    def _sleep(self, attempt: int, response: httpx.Response | None) -> None:
-        if attempt >= self._max_attempts:
-            return
-        delay = self._backoff_base_s * 2 ** (attempt - 1)
-        if response is not None:
-            retry_after = response.headers.get("Retry-After")
-            if retry_after and retry_after.isdigit():
-                delay = max(delay, float(retry_after))
-            elif response.status_code == 429:
-                interval_ms = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
-                if interval_ms and interval_ms.isdigit():
-                    # The rolling window frees capacity gradually; a tenth of it is plenty.
-                    delay = max(delay, int(interval_ms) / 10_000)
-        time.sleep(min(delay, 30.0) * random.uniform(0.5, 1.0) + 0.05)
 
-
-def _message(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("message", response.text))[:500]
-    except ValueError:
-        return response.text[:500]
+def _rolling_window_wait_s(response: httpx.Response) -> float | None:
+    """After a 429 without Retry-After: a tenth of HubSpot's rolling window, which frees
+    capacity gradually."""
+    interval_ms = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds", "")
+    if response.status_code == 429 and interval_ms.isdigit():
+        return int(interval_ms) / 10_000
+    return None
