@@ -2,7 +2,7 @@
 
 ``pd.read_csv`` reads the file; the project's own rules (``email_check``,
 ``looks_like_formula``, ``normalize_*``, ``parse_money``, ``classify_title``, ``score_fit``,
-``route_lead``, ``build_payloads``) run value by value over each column and row by row over
+``route_lead``, ``format_value``) run value by value over each column and row by row over
 zipped columns; ``groupby`` merges the records of one e-mail (the newest non-empty value
 of each field wins) and makes the companies. It follows ``lib/transform.py`` rule for rule,
 so that its leads and CRM payloads are those of the stage.
@@ -27,7 +27,7 @@ from gtm_orchestration.lib.conversion import (
     parse_money,
     to_crm_currency,
 )
-from gtm_orchestration.lib.crm_schema import Payload, build_payloads
+from gtm_orchestration.lib.crm_schema import ObjectType, Payload, field_ownership, format_value
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, MappingRegistry
 from gtm_orchestration.lib.normalize import (
     clean_company_name,
@@ -81,9 +81,27 @@ def transform_file(
     rows["mapping_version"] = registry.version
     leads = _leads(_normalized(rows))
     companies = _companies(leads)
-    contacts = build_payloads(_records(leads), registry.crm["contacts"], "contacts")
-    accounts = build_payloads(_records(companies), registry.crm["companies"], "companies")
+    contacts = _payloads(_records(leads), registry.crm["contacts"], "contacts")
+    accounts = _payloads(_records(companies), registry.crm["companies"], "companies")
     return leads, companies, contacts, accounts
+
+
+def _payloads(
+    records: list[dict[str, Any]], mapping: dict[str, str], object_type: ObjectType
+) -> list[Payload]:
+    """Record by record: each written property's value through format_value, empty ones
+    left out."""
+    unique = "email" if object_type == "contacts" else "domain"
+    excluded = field_ownership().not_written(object_type)
+    payloads = []
+    for record in records:
+        properties = {}
+        for prop, column in mapping.items():
+            value = format_value(record.get(column))
+            if prop not in excluded and value is not None:
+                properties[prop] = value
+        payloads.append(Payload(properties[unique], properties))
+    return payloads
 
 
 def _accepted_rows(path: Path, source_name: str, registry: MappingRegistry) -> pd.DataFrame:

@@ -108,24 +108,19 @@ class Payload:
 
 
 def build_payloads(
-    rows: list[dict[str, object]], mapping: dict[str, str], object_type: ObjectType
+    rows: pa.Table, mapping: dict[str, str], object_type: ObjectType
 ) -> list[Payload]:
-    """CRM payloads for ``rows`` (dicts of lead/company columns) through ``mapping``.
+    """CRM payloads for ``rows`` (a table of lead or company columns) through ``mapping``,
+    one per row, in order.
 
-    ``mapping`` is CRM property -> column. Empty values are left out, so a blank in the
-    source never clears a value already in the CRM; so are the properties the field
-    ownership says the pipeline never writes.
+    ``mapping`` is CRM property -> column. Values are formatted as ``format_value`` formats
+    them. Empty values are left out, so a blank in the source never clears a value already
+    in the CRM; so are the properties the field ownership says the pipeline never writes.
     """
-    mapping = _written(mapping, object_type)
-    unique = portal_schema().objects[object_type].unique_property
     payloads = []
-    for row in rows:
-        properties = {}
-        for prop, column in mapping.items():
-            value = format_value(row.get(column))
-            if value is not None:
-                properties[prop] = value
-        payloads.append(Payload(properties[unique], properties))
+    for record in payload_table(rows, mapping, object_type).to_pylist():
+        key = record.pop("key")
+        payloads.append(Payload(key, {p: v for p, v in record.items() if v is not None}))
     return payloads
 
 
@@ -136,11 +131,11 @@ def _written(mapping: dict[str, str], object_type: ObjectType) -> dict[str, str]
 
 
 def payload_table(rows: pa.Table, mapping: dict[str, str], object_type: ObjectType) -> pa.Table:
-    """``build_payloads`` over a whole batch: the payload of each row of ``rows``.
+    """The payload of each row of ``rows``, as a table.
 
     Returns a table of ``key`` (the unique property's value) and one text column per
-    property ``build_payloads`` would write, in ``mapping``'s order, null where the payload
-    leaves the property out; a row per row of ``rows``, in order. Text, whole numbers,
+    property the pipeline writes, in ``mapping``'s order, null where the payload leaves the
+    property out; a row per row of ``rows``, in order. Text, whole numbers,
     booleans and whole-valued doubles are formatted by Arrow as format_value formats them
     (text as it is, numbers without '.0'); other values go through format_value once per
     distinct value.

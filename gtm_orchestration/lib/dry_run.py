@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-
-import pyarrow as pa
 
 from gtm_orchestration.lib.batch import scratch_connection
 from gtm_orchestration.lib.crm_schema import build_payloads
-from gtm_orchestration.lib.lead_files import read_lead_file
+from gtm_orchestration.lib.lead_files import modified_at, read_lead_file, with_provenance
 from gtm_orchestration.lib.mapping import MappingRegistry
 from gtm_orchestration.lib.normalize import normalize_email
 from gtm_orchestration.lib.transform import transform_leads
@@ -41,18 +38,10 @@ def dry_run_file(
     property, ``status`` (ready, merged, rejected) and ``reason``. Raises FileRejected when
     the file would be rejected whole, ConfigError for an unknown source.
     """
-    source = registry.source(source_name)
-    parsed = read_lead_file(path, source)
-    landed_at = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
-    n = parsed.accepted.num_rows
-    rows = parsed.accepted
-    for name, array in {
-        "source": pa.array([source_name] * n, pa.string()),
-        "source_file": pa.array([str(path)] * n, pa.string()),
-        "landed_at": pa.array([landed_at] * n, pa.timestamp("us", tz="UTC")),
-        "mapping_version": pa.array([registry.version] * n, pa.int32()),
-    }.items():
-        rows = rows.append_column(name, array)
+    parsed = read_lead_file(path, registry.source(source_name))
+    rows = with_provenance(
+        parsed, source_name, path, modified_at(path.stat().st_mtime_ns), registry.version
+    )
 
     con = scratch_connection()
     con.register("dry_rows", rows)
@@ -61,7 +50,7 @@ def dry_run_file(
 
     mapping = registry.crm["contacts"]
     lead_rows = leads.to_pylist()
-    payloads = {p.key: p for p in build_payloads(lead_rows, mapping, "contacts")}
+    payloads = {p.key: p for p in build_payloads(leads, mapping, "contacts")}
     winner_line = {lead["email"]: lead["line"] for lead in lead_rows}
     out: list[tuple[int, dict[str, str], str, str]] = []
     for line, raw_email in zip(

@@ -24,8 +24,8 @@ from gtm_orchestration.lib.lead_files import (
     LandedFile,
     ParsedLeadFile,
     modified_at,
-    read_form_batch,
-    read_lead_file,
+    read_landed_leads,
+    with_provenance,
 )
 from gtm_orchestration.lib.mapping import MappingRegistry
 from gtm_orchestration.lib.validation import Rejection
@@ -110,51 +110,38 @@ def _ingest_one(
         log.write(con, "duplicate", f"identical to {earlier[0]}, already ingested")
         return
 
-    channel = item.source.split("/", 1)
     try:
-        if item.is_webhook_batch and channel[0] == "engagement":
+        if item.is_webhook_batch and item.source.startswith("engagement/"):
             _ingest_engagement(con, item, landed, partition_date, summary, log)
             return
-        if item.is_webhook_batch:
-            source = registry.source(channel[1])
-            if "form" not in source.spec.kinds:
-                raise ConfigError(f"{registry.path}: sources.{channel[1]}: not a form source")
-            parsed = read_form_batch(item.path, source)
-        else:
-            parsed = read_lead_file(item.path, registry.source(item.source))
+        parsed = read_landed_leads(item, registry)
     except (FileRejected, ConfigError) as exc:
         summary.files_rejected += 1
         summary.problems.append(str(exc))
         log.write(con, "rejected", str(exc))
         return
-    _land_lead_rows(con, parsed, landed, registry.version, partition_date, summary, log)
+    rows = with_provenance(
+        parsed, item.source_name, landed.path, landed.modified_at, registry.version
+    )
+    _land_lead_rows(con, parsed, rows, landed, registry.version, partition_date, summary, log)
 
 
 def _land_lead_rows(
     con: duckdb.DuckDBPyConnection,
     parsed: ParsedLeadFile,
+    rows: pa.Table,
     landed: LandedFile,
     mapping_version: int,
     partition_date: date,
     summary: IngestionSummary,
     log: _LogEntry,
 ) -> None:
+    """Append ``rows`` (``parsed``'s accepted rows with their provenance) to the raw table."""
     now = datetime.now(UTC)
-    source = landed.source.split("/", 1)[-1]
-    n = parsed.accepted.num_rows
-    rows = parsed.accepted
-    if "received_at" in rows.column_names:  # form submissions land one by one
-        landed_at = rows.column("received_at").cast(pa.timestamp("us", tz="UTC"))
-        rows = rows.drop_columns(["received_at"])
-    else:
-        landed_at = pa.array([landed.modified_at] * n, pa.timestamp("us", tz="UTC"))
+    n = rows.num_rows
     extra = {
-        "source": pa.array([source] * n, pa.string()),
-        "source_file": pa.array([str(landed.path)] * n, pa.string()),
         "file_sha256": pa.array([landed.sha256] * n, pa.string()),
-        "mapping_version": pa.array([mapping_version] * n, pa.int32()),
         "partition_date": pa.array([partition_date] * n, pa.date32()),
-        "landed_at": landed_at,
         "loaded_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
     }
     for name, array in extra.items():

@@ -44,6 +44,12 @@ class LandedItem:
     def is_webhook_batch(self) -> bool:
         return self.day is not None
 
+    @property
+    def source_name(self) -> str:
+        """The registry source (or engagement provider) the item is for: ``leads`` for a
+        drop in ``files/leads/`` and for a batch of channel ``forms/leads``."""
+        return self.source.split("/", 1)[-1]
+
 
 def _item(path: Path, source: str, day: date | None = None) -> LandedItem:
     stat = path.stat()

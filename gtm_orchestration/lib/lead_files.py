@@ -18,7 +18,9 @@ import duckdb
 import pyarrow as pa
 
 from gtm_orchestration.lib.batch import scratch_connection
-from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, Source
+from gtm_orchestration.lib.config import ConfigError
+from gtm_orchestration.lib.landing import LandedItem
+from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, MappingRegistry, Source
 from gtm_orchestration.lib.validation import Rejection, validate_lead_rows, validate_relation
 from gtm_orchestration.receiver.landing import WebhookBatchError, read_webhook_batch
 
@@ -405,3 +407,45 @@ def read_form_batch(path: Path, source: Source) -> ParsedLeadFile:
     accepted, row_rejections = validate_lead_rows(table)
     rows_total = len(events)
     return ParsedLeadFile(rows_total, accepted, sorted(rejections + row_rejections, key=_by_line))
+
+
+def read_landed_leads(item: LandedItem, registry: MappingRegistry) -> ParsedLeadFile:
+    """A landed file drop or form batch read as ``registry`` maps it.
+
+    Raises FileRejected when the item is rejected whole, ConfigError when its source is not
+    registered (or a batch's source takes no forms).
+    """
+    if not item.is_webhook_batch:
+        return read_lead_file(item.path, registry.source(item.source))
+    source = registry.source(item.source_name)
+    if "form" not in source.spec.kinds:
+        raise ConfigError(f"{registry.path}: sources.{item.source_name}: not a form source")
+    return read_form_batch(item.path, source)
+
+
+def with_provenance(
+    parsed: ParsedLeadFile,
+    source: str,
+    path: Path,
+    file_modified_at: datetime,
+    mapping_version: int,
+) -> pa.Table:
+    """The accepted rows with the provenance columns the transform reads: ``source``,
+    ``source_file``, ``landed_at`` (each submission's arrival for form batches, the file's
+    mtime for drops) and ``mapping_version``."""
+    rows = parsed.accepted
+    n = rows.num_rows
+    if "received_at" in rows.column_names:  # form submissions land one by one
+        landed_at = rows.column("received_at").cast(pa.timestamp("us", tz="UTC"))
+        rows = rows.drop_columns(["received_at"])
+    else:
+        landed_at = pa.array([file_modified_at] * n, pa.timestamp("us", tz="UTC"))
+    extra = {
+        "source": pa.array([source] * n, pa.string()),
+        "source_file": pa.array([str(path)] * n, pa.string()),
+        "landed_at": landed_at,
+        "mapping_version": pa.array([mapping_version] * n, pa.int32()),
+    }
+    for name, array in extra.items():
+        rows = rows.append_column(name, array)
+    return rows

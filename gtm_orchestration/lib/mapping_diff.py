@@ -21,8 +21,8 @@ from gtm_orchestration.lib.lead_files import (
     FileRejected,
     LandedFile,
     ParsedLeadFile,
-    read_form_batch,
-    read_lead_file,
+    read_landed_leads,
+    with_provenance,
 )
 from gtm_orchestration.lib.mapping import MappingRegistry
 from gtm_orchestration.lib.transform import transform_leads
@@ -125,7 +125,11 @@ def diff_landed_records(
             parsed = _read(item, registry)
             if parsed is not None:
                 accepted[registry.version].add(str(item.path))
-                tables[registry.version].append(with_provenance(parsed, landed, registry.version))
+                tables[registry.version].append(
+                    with_provenance(
+                        parsed, item.source_name, item.path, landed.modified_at, registry.version
+                    )
+                )
     for version, only_here in (
         (old.version, accepted[old.version] - accepted[new.version]),
         (new.version, accepted[new.version] - accepted[old.version]),
@@ -145,33 +149,9 @@ def diff_landed_records(
 def _read(item: LandedItem, registry: MappingRegistry) -> ParsedLeadFile | None:
     """The item read as ``registry`` reads it; None if that version rejects it whole."""
     try:
-        if item.is_webhook_batch:
-            return read_form_batch(item.path, registry.source(item.source.split("/", 1)[1]))
-        return read_lead_file(item.path, registry.source(item.source))
+        return read_landed_leads(item, registry)
     except (FileRejected, ConfigError):  # a rejection is a result here
         return None
-
-
-def with_provenance(parsed: ParsedLeadFile, landed: LandedFile, mapping_version: int) -> pa.Table:
-    """The accepted rows with the provenance columns the transform needs, as the
-    extraction lands them: source, source file, landing time (per submission for form
-    batches, the file's mtime for drops) and mapping version."""
-    rows = parsed.accepted
-    n = rows.num_rows
-    if "received_at" in rows.column_names:
-        landed_at = rows.column("received_at").cast(pa.timestamp("us", tz="UTC"))
-        rows = rows.drop_columns([c for c in ("received_at", "event_id") if c in rows.column_names])
-    else:
-        landed_at = pa.array([landed.modified_at] * n, pa.timestamp("us", tz="UTC"))
-    extra = {
-        "source": pa.array([landed.source.split("/", 1)[-1]] * n, pa.string()),
-        "source_file": pa.array([str(landed.path)] * n, pa.string()),
-        "landed_at": landed_at,
-        "mapping_version": pa.array([mapping_version] * n, pa.int32()),
-    }
-    for name, array in extra.items():
-        rows = rows.append_column(name, array)
-    return rows
 
 
 @dataclass
@@ -194,7 +174,7 @@ def _derive(tables: list[pa.Table], registry: MappingRegistry) -> _Derived:
     payloads = {
         object_type: {
             p.key: p.properties
-            for p in build_payloads(table.to_pylist(), registry.crm[object_type], object_type)
+            for p in build_payloads(table, registry.crm[object_type], object_type)
         }
         for object_type, table in (("contacts", leads), ("companies", companies))
     }

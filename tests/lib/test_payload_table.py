@@ -1,4 +1,4 @@
-"""CRM payloads of a whole batch are the payloads ``build_payloads`` makes record by record."""
+"""CRM payloads of a whole batch: every value formatted as ``format_value`` formats it."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from decimal import Decimal
 import pyarrow as pa
 import pytest
 
-from gtm_orchestration.lib.crm_schema import build_payloads, payload_table
+from gtm_orchestration.lib.crm_schema import build_payloads, field_ownership, format_value
 from gtm_orchestration.lib.mapping import load_registry
 
 REGISTRY = load_registry()
@@ -27,23 +27,27 @@ VALUES = {
 
 
 @pytest.mark.parametrize("object_type", ["contacts", "companies"])
-def test_payload_table_is_build_payloads(object_type: str) -> None:
+def test_batch_payloads_format_each_value_as_the_rule_does(object_type: str) -> None:
     rows = pa.table(VALUES)
     if object_type == "companies":
         rows = rows.append_column("domain", pa.array(["acme.com", "b.io", "c.de", "d.fr", "e.es"]))
     mapping = REGISTRY.crm[object_type]
-    table = payload_table(rows, mapping, object_type)  # type: ignore[arg-type]
-    payloads = build_payloads(rows.to_pylist(), mapping, object_type)  # type: ignore[arg-type]
-    assert [row["key"] for row in table.to_pylist()] == [p.key for p in payloads]
-    assert [
-        {prop: value for prop, value in row.items() if prop != "key" and value is not None}
-        for row in table.to_pylist()
-    ] == [p.properties for p in payloads]
-    written = [prop for prop in table.column_names if prop != "key"]
-    assert written == [prop for prop in mapping if prop in written]
+    payloads = build_payloads(rows, mapping, object_type)  # type: ignore[arg-type]
+    excluded = field_ownership().not_written(object_type)  # type: ignore[arg-type]
+    expected = [
+        {
+            prop: format_value(row.get(column))
+            for prop, column in mapping.items()
+            if prop not in excluded and format_value(row.get(column)) is not None
+        }
+        for row in rows.to_pylist()
+    ]
+    assert [p.properties for p in payloads] == expected
+    unique = "email" if object_type == "contacts" else "domain"
+    assert [p.key for p in payloads] == [row[unique] for row in rows.to_pylist()]
 
 
 def test_a_batch_without_the_unique_property_is_refused() -> None:
     rows = pa.table({"email": ["a@acme.com", None]})
     with pytest.raises(KeyError, match="email"):
-        payload_table(rows, REGISTRY.crm["contacts"], "contacts")
+        build_payloads(rows, REGISTRY.crm["contacts"], "contacts")

@@ -30,18 +30,14 @@ def sync_days(
 ) -> dg.MaterializeResult:
     """Sync the rows of ``table`` for the run's days; fails the step if the CRM rejects any."""
     with warehouse.connect() as con:
-        cursor = con.execute(
-            f"SELECT * FROM {table} WHERE list_contains(?, CAST(partition_date AS VARCHAR)) "
-            "ORDER BY partition_date",
-            [list(context.partition_keys)],
-        )
-        columns = [d[0] for d in cursor.description]
         # A record landed on several of the days: its newest day wins.
-        latest = {}
-        for values in cursor.fetchall():
-            row = dict(zip(columns, values, strict=True))
-            latest[row[mapping_key(object_type)]] = row
-        payloads = build_payloads(list(latest.values()), mapping, object_type)
+        rows = con.sql(
+            f"SELECT * FROM {table} WHERE list_contains(?, CAST(partition_date AS VARCHAR)) "
+            f"QUALIFY row_number() OVER (PARTITION BY {mapping_key(object_type)} "
+            "ORDER BY partition_date DESC) = 1 ORDER BY partition_date",
+            params=[list(context.partition_keys)],
+        ).to_arrow_table()
+        payloads = build_payloads(rows, mapping, object_type)
         with hubspot.client() as client:
             summary = sync_payloads(
                 client,
@@ -61,6 +57,26 @@ def sync_days(
             metadata=_metadata(summary),
         )
     return dg.MaterializeResult(metadata=_metadata(summary))
+
+
+def sync_engagement_scores(
+    context: dg.AssetExecutionContext,
+    table: str,
+    warehouse: WarehouseResource,
+    hubspot: HubSpotResource,
+) -> dg.MaterializeResult:
+    """Sync the scores of ``table`` to contacts the CRM already has. Real-time and nightly
+    scores share one ledger stream: whichever wrote last, an unchanged score is not sent."""
+    return sync_days(
+        context,
+        "contacts",
+        table,
+        ENGAGEMENT_MAPPING,
+        warehouse,
+        hubspot,
+        stream="contact_engagement",
+        create=False,
+    )
 
 
 def mapping_key(object_type: ObjectType) -> str:
@@ -118,16 +134,7 @@ def hubspot_contacts(
 def hubspot_engagement(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, hubspot: HubSpotResource
 ) -> dg.MaterializeResult:
-    return sync_days(
-        context,
-        "contacts",
-        "gtm.engagement_scores",
-        ENGAGEMENT_MAPPING,
-        warehouse,
-        hubspot,
-        stream="contact_engagement",
-        create=False,
-    )
+    return sync_engagement_scores(context, "gtm.engagement_scores", warehouse, hubspot)
 
 
 @dg.asset(
@@ -142,15 +149,4 @@ def hubspot_engagement(
 def hubspot_engagement_rescore(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, hubspot: HubSpotResource
 ) -> dg.MaterializeResult:
-    # The same ledger stream as the real-time scores: whichever wrote last, an unchanged
-    # score is not sent again.
-    return sync_days(
-        context,
-        "contacts",
-        "gtm.engagement_rescores",
-        ENGAGEMENT_MAPPING,
-        warehouse,
-        hubspot,
-        stream="contact_engagement",
-        create=False,
-    )
+    return sync_engagement_scores(context, "gtm.engagement_rescores", warehouse, hubspot)
