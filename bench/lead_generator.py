@@ -15,6 +15,10 @@ list rather than of a toy one:
 - a few thousand distinct job titles, about a hundred spellings of some thirty countries
   (and placeholders such as ``N/A`` or ``EMEA``), states written as codes or names;
 - phone numbers are the companies' main lines, a few per company in two formats each;
+- a submission date in five formats (ISO, US ``03/04/2025``, ``March 4, 2025``, ISO with a
+  time, Unix milliseconds), blank for 10% and not a date for 0.2%; a marketing opt-in as
+  people export it (``Yes``, ``TRUE``, ``0``, ``Opted In``), blank for 30%, ``maybe`` now
+  and then;
 - about 0.4% of the rows have no or a malformed e-mail address, 0.02% a spreadsheet formula,
   0.01% a field too many, some blank lines, and a few notes span two lines.
 
@@ -43,6 +47,8 @@ HEADER = (
     "Industry",
     "Annual Revenue",
     "Employees",
+    "Submitted At",
+    "Marketing Opt-In",
     "Notes",
 )
 COMPANIES = 5_000
@@ -457,6 +463,22 @@ def write_lead_file(path: Path, n: int, seed: int) -> None:
         "industry": "blank(pick(industries, i, 35), i, 36)",
         "annual_revenue": "blank(pick(revenues, i, 37), i, 38)",
         "employees": "blank(pick(employees, i, 39), i, 40)",
+        # A day of 2025 written one of the ways form tools export it, now and then not a date.
+        "submitted_at": """CASE
+            WHEN u(i, 45) < 0.1 THEN ''
+            WHEN u(i, 45) < 0.102 THEN pick(['soon', '31/02/2025', 'N/A'], i, 46)
+            ELSE CASE floor(u(i, 47) * 5)::INT
+                WHEN 0 THEN strftime(DATE '2025-01-01' + floor(u(i, 48) * 365)::INT, '%Y-%m-%d')
+                WHEN 1 THEN strftime(DATE '2025-01-01' + floor(u(i, 48) * 365)::INT, '%m/%d/%Y')
+                WHEN 2 THEN strftime(DATE '2025-01-01' + floor(u(i, 48) * 365)::INT, '%B %-d, %Y')
+                WHEN 3 THEN strftime(TIMESTAMP '2025-01-01 09:30:00'
+                    + to_days(floor(u(i, 48) * 365)::INT), '%Y-%m-%dT%H:%M:%SZ')
+                ELSE (epoch_ms(TIMESTAMP '2025-01-01 14:00:00'
+                    + to_days(floor(u(i, 48) * 365)::INT)))::VARCHAR
+            END END""",
+        "marketing_opt_in": """CASE WHEN u(i, 49) < 0.3 THEN ''
+            WHEN u(i, 49) < 0.301 THEN 'maybe'
+            ELSE pick(['Yes', 'No', 'yes', 'TRUE', 'false', '1', '0', 'Opted In'], i, 50) END""",
         "notes": "CASE WHEN u(i, 41) < 0.01 THEN pick(notes, i, 42) ELSE '' END",
     }
     values = ", ".join(_quoted(f"({expr})") for expr in fields.values())

@@ -23,15 +23,18 @@ import pandas as pd
 
 from gtm_orchestration.lib.conversion import (
     headcount_band,
+    parse_bool,
+    parse_date,
     parse_headcount,
     parse_money,
     to_crm_currency,
 )
 from gtm_orchestration.lib.crm_schema import ObjectType, Payload, field_ownership, format_value
-from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, MappingRegistry
+from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, MappingRegistry, load_registry
 from gtm_orchestration.lib.normalize import (
     clean_company_name,
     domain_from_website,
+    identity_email,
     is_free_email_domain,
     normalize_country,
     normalize_email,
@@ -147,6 +150,7 @@ def _normalized(rows: pd.DataFrame) -> pd.DataFrame:
     for column in ("source", "source_file", "line", "landed_at", "mapping_version"):
         out[column] = rows[column]
     out["email"] = _each(rows["email"], normalize_email)
+    out["identity"] = _each(rows["email"], identity_email)
     out["first_name"] = _each(rows["first_name"], normalize_person_name)
     out["last_name"] = _each(rows["last_name"], normalize_person_name)
     out["title"] = _each(rows["title"], _trimmed)
@@ -191,6 +195,18 @@ def _normalized(rows: pd.DataFrame) -> pd.DataFrame:
         _phone(raw, code) for raw, code in zip(rows["phone"], out["country_code"], strict=True)
     ]
     out["phone"] = _objects([value for value, _ in phone], out.index)
+    submitted = [
+        parse_date(raw, load_registry(version).sources[source].spec.date_locale)
+        for raw, source, version in zip(
+            rows["submitted_at"], rows["source"], rows["mapping_version"], strict=True
+        )
+    ]
+    out["submitted_at"] = _objects(
+        [c.value.date() if isinstance(c.value, datetime) else c.value for c in submitted],
+        out.index,
+    )
+    opt_in = _each(rows["marketing_opt_in"], parse_bool)
+    out["marketing_opt_in"] = _each(opt_in, lambda c: c.value)
     flags = zip(
         _each(country, lambda c: c[2]),
         [_industry_flag(raw, i) for raw, i in zip(rows["industry"], industry, strict=True)],
@@ -203,6 +219,14 @@ def _normalized(rows: pd.DataFrame) -> pd.DataFrame:
             for c, raw in zip(headcount, rows["employees"], strict=True)
         ],
         [flag for _, flag in phone],
+        [
+            _flag("submitted_at", c.error, raw)
+            for c, raw in zip(submitted, rows["submitted_at"], strict=True)
+        ],
+        [
+            _flag("marketing_opt_in", c.error, raw)
+            for c, raw in zip(opt_in, rows["marketing_opt_in"], strict=True)
+        ],
         strict=True,
     )
     out["flags"] = _objects([FLAG_SEPARATOR.join(f for f in row if f) for row in flags], out.index)
@@ -210,13 +234,15 @@ def _normalized(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def _leads(rows: pd.DataFrame) -> pd.DataFrame:
-    """One lead per e-mail: the newest non-empty value of each field, then fit and route."""
+    """One lead per person (identity of the e-mail): the address first seen, the newest
+    non-empty value of each field, then fit and route."""
     rows = rows.sort_values("seq")
-    by_email = rows.groupby("email", sort=True)
-    leads = by_email[_NEWEST].last()
-    leads["flags"] = by_email["flags"].agg(_merged_flags)
-    leads["records_merged"] = by_email.size()
-    leads = leads.reset_index().astype(object).where(lambda df: df.notna(), None)
+    by_person = rows.groupby("identity", sort=True)
+    leads = by_person[_NEWEST].last()
+    leads["email"] = by_person["email"].first()
+    leads["flags"] = by_person["flags"].agg(_merged_flags)
+    leads["records_merged"] = by_person.size()
+    leads = leads.reset_index(drop=True).astype(object).where(lambda df: df.notna(), None)
     fit = [
         score_fit(industry=i, employees=e, country_code=c, seniority=s, function=f)
         for i, e, c, s, f in zip(

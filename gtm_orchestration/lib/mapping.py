@@ -13,9 +13,10 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gtm_orchestration.lib.config import ConfigError, config_path, load_model
+from gtm_orchestration.lib.conversion import DEFAULT_DATE_LOCALE, parse_date
 
 MAPPINGS_DIR = config_path("mappings")
 
@@ -34,6 +35,10 @@ CANONICAL_FIELDS: tuple[str, ...] = (
     "industry",
     "annual_revenue",
     "employees",
+    # Optional fields beyond the contract's lead headers: when the person submitted the form
+    # or registered (a date), and whether they agreed to marketing e-mail (yes/no).
+    "submitted_at",
+    "marketing_opt_in",
 )
 
 
@@ -52,6 +57,14 @@ class SourceSpec(_Strict):
     canonical_headers: bool = True
     fields: dict[str, FieldSpec]
     ignore: tuple[str, ...] = ()
+    # How the source writes numeric dates: 03/04/2025 is March 4 in en_US, April 3 in en_GB.
+    date_locale: str = DEFAULT_DATE_LOCALE
+
+    @field_validator("date_locale")
+    @classmethod
+    def _known_locale(cls, locale: str) -> str:
+        parse_date(None, locale)  # raises ValueError naming what a locale looks like
+        return locale
 
     @model_validator(mode="after")
     def _known_fields(self) -> SourceSpec:

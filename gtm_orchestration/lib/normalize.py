@@ -322,6 +322,19 @@ class EmailProviders:
             return None
         return self.names.get(_tld_extract()(domain).domain)
 
+    def rule_may_apply_sql(self, domain: str) -> str:
+        """SQL: whether a rule may apply to the lower-case domain in ``domain``; true for
+        every domain ``rule_for`` has a rule for (and a few more, such as
+        ``hotmail.example.com``, that ``rule_for`` then decides)."""
+        conditions = []
+        if self.domains:
+            listed = ", ".join(f"'{name}'" for name in sorted(self.domains))
+            conditions.append(f"{domain} IN ({listed})")
+        if self.names:
+            prefixes = "|".join(sorted(self.names))
+            conditions.append(f"regexp_matches({domain}, '^({prefixes})\\.')")
+        return f"coalesce({' OR '.join(conditions) or 'false'}, false)"
+
 
 def load_email_providers(path: Path | None = None) -> EmailProviders:
     """Load an e-mail provider dictionary; the bundled one by default."""
@@ -358,7 +371,8 @@ def load_email_providers(path: Path | None = None) -> EmailProviders:
 
 
 @cache
-def _default_email_providers() -> EmailProviders:
+def default_email_providers() -> EmailProviders:
+    """The bundled e-mail provider dictionary, loaded once."""
     return load_email_providers()
 
 
@@ -378,7 +392,7 @@ def identity_email(raw: str | None, providers: EmailProviders | None = None) -> 
     if address is None or address.count("@") != 1:
         return None
     local, domain = address.split("@")
-    rule = (providers or _default_email_providers()).rule_for(domain)
+    rule = (providers or default_email_providers()).rule_for(domain)
     if rule is not None:
         if rule.plus_tags:
             local = local.split("+", 1)[0]

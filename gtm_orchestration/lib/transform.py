@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
@@ -22,16 +23,22 @@ import duckdb
 import pyarrow as pa
 
 from gtm_orchestration.lib.batch import distinct_lookup, join_on
+from gtm_orchestration.lib.config import ConfigError
 from gtm_orchestration.lib.conversion import (
+    DEFAULT_DATE_LOCALE,
     headcount_band,
+    parse_bool,
+    parse_date,
     parse_headcount,
     parse_money,
     to_crm_currency,
 )
-from gtm_orchestration.lib.identity import identity_rules
+from gtm_orchestration.lib.identity import as_is_email_sql, identity_rules
+from gtm_orchestration.lib.mapping import load_registry
 from gtm_orchestration.lib.normalize import (
     clean_company_name,
     domain_from_website,
+    identity_email,
     is_free_email_domain,
     normalize_country,
     normalize_email,
@@ -70,6 +77,8 @@ LEAD_COLUMNS = (
     "annual_revenue",
     "employees",
     "employees_band",
+    "submitted_at",
+    "marketing_opt_in",
     "domain",
     "function",
     "seniority",
@@ -126,8 +135,8 @@ _tables = itertools.count()
 _SORTED_AT_ONCE = 250_000
 
 
-def _email(raw: str | None) -> tuple[str | None]:
-    return (normalize_email(raw),)
+def _email(raw: str | None) -> tuple[str | None, str | None]:
+    return normalize_email(raw), identity_email(raw)
 
 
 def _name(raw: str | None) -> tuple[str | None]:
@@ -185,6 +194,32 @@ def _headcount(raw: str | None) -> tuple[int | None, str | None, str | None]:
     flag = f"employees: {converted.error} ({raw!r})" if converted.error else None
     value = None if converted.value is None else int(converted.value)
     return value, headcount_band(value), flag
+
+
+def _submitted_at(raw: str | None, source: str, version: int) -> tuple[date | None, str | None]:
+    # Numeric dates are read as the source writes them (its date_locale in the registry
+    # version the row was landed under); a moment is kept as its UTC day.
+    converted = parse_date(raw, _date_locale(source, version))
+    if converted.error:
+        return None, f"submitted_at: {converted.error} ({raw!r})"
+    value = converted.value
+    return (value.date() if isinstance(value, datetime) else value), None
+
+
+@cache
+def _date_locale(source: str, version: int) -> str:
+    try:
+        registry = load_registry(version)
+    except ConfigError:  # a version no longer on disk: the source reads as it does now
+        registry = load_registry()
+    spec = registry.sources.get(source)
+    return spec.spec.date_locale if spec else DEFAULT_DATE_LOCALE
+
+
+def _opt_in(raw: str | None) -> tuple[bool | None, str | None]:
+    converted = parse_bool(raw)
+    flag = f"marketing_opt_in: {converted.error} ({raw!r})" if converted.error else None
+    return converted.value, flag
 
 
 def _phone(raw: str | None, country_code: str | None) -> tuple[str | None, str | None]:
@@ -296,20 +331,24 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
     each field wins) and one company per domain, columns LEAD_COLUMNS / COMPANY_COLUMNS.
     """
     raw = raw_relation
-    plain = plain_email_sql("r.email")
+    # A plain address (see email_identity) is its own normalized form and identity.
+    plain = as_is_email_sql("r.email")
     # Rows enriched on the way in (enrich_rows) say when their lookup failed.
     raw_columns = {c[0] for c in con.sql(f"DESCRIBE {raw}").fetchall()}
     enrichment_flag = "r.enrichment_flag" if "enrichment_flag" in raw_columns else "NULL"
-    # A plain address normalizes to itself in lower case; the rule reads the others.
+    # A plain address normalizes to itself in lower case; the rules read the others.
     emails = distinct_lookup(
         con,
         f"(SELECT email FROM {raw} AS r WHERE NOT {plain})",
         ["email"],
         _email,
-        pa.schema([("v", _S)]),
+        pa.schema([("v", _S), ("identity", _S)]),
     )
-    email_join = f"LEFT JOIN {emails} AS e ON NOT {plain} AND {join_on('e', ['r.email'])}"
+    # The lookup holds only the other addresses: a plain one finds no row.
+    email_join = f"LEFT JOIN {emails} AS e ON {join_on('e', ['r.email'])}"
     email = f"CASE WHEN {plain} THEN lower(r.email) ELSE e.v END"
+    # The records of one person are merged on the identity of their address.
+    identity = f"CASE WHEN {plain} THEN lower(r.email) ELSE coalesce(e.identity, e.v) END"
     website = _lookup(con, raw, "wd", ["website"], _website_domain, [("v", _S)])
     country = _lookup(
         con, raw, "ct", ["country"], _country, [("name", _S), ("code", _S), ("flag", _S)]
@@ -331,6 +370,15 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
             _headcount,
             [("v", pa.int64()), ("band", _S), ("flag", _S)],
         ),
+        _lookup(
+            con,
+            raw,
+            "sub",
+            ["submitted_at", "source", "mapping_version"],
+            _submitted_at,
+            [("v", pa.date32()), ("flag", _S)],
+        ),
+        _lookup(con, raw, "opt", ["marketing_opt_in"], _opt_in, [("v", pa.bool_()), ("flag", _S)]),
         _lookup(
             con,
             raw,
@@ -381,11 +429,13 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE t_repeated AS
-        WITH repeated AS (
-            SELECT {email} AS email FROM {raw} AS r {email_join} GROUP BY 1 HAVING count(*) > 1
+        WITH identities AS (
+            SELECT r.email, {identity} AS identity FROM {raw} AS r {email_join}
+        ), repeated AS (
+            SELECT identity FROM identities GROUP BY 1 HAVING count(*) > 1
         )
-        SELECT DISTINCT r.email FROM {raw} AS r {email_join}
-        JOIN repeated AS d ON {email} IS NOT DISTINCT FROM d.email
+        SELECT DISTINCT r.email FROM identities AS r
+        JOIN repeated AS d ON r.identity IS NOT DISTINCT FROM d.identity
         """
     )
 
@@ -396,6 +446,7 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
         "landed_at": "r.landed_at",
         "mapping_version": "r.mapping_version",
         "email": email,
+        "identity": identity,
         "first_name": "fn.v",
         "last_name": "ln.v",
         "title": "nullif(trim(r.title), '')",
@@ -411,21 +462,23 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
         "annual_revenue": "rev.v",
         "employees": "emp.v",
         "employees_band": "emp.band",
+        "submitted_at": "sub.v",
+        "marketing_opt_in": "opt.v",
         "domain": "CASE WHEN wd.v IS NOT NULL THEN wd.v ELSE fd.v END",
         "function": "ttl.function",
         "seniority": "ttl.seniority",
         "persona": "ttl.persona",
         "persona_rule": "ttl.rule",
         # One row's flags, apart by a control character until the merge joins them.
-        "flags": "concat_ws(chr(31), ct.flag, ind.flag, rev.flag, emp.flag, ph.flag, "
-        f"{enrichment_flag})",
+        "flags": "concat_ws(chr(31), ct.flag, ind.flag, rev.flag, emp.flag, ph.flag, sub.flag, "
+        f"opt.flag, {enrichment_flag})",
     }
 
     def merged(columns: list[str], emails: tuple[str | None, str | None] = (None, None)) -> str:
-        """The query of ``columns`` of the leads (see _merged) whose email is in the range
+        """The query of ``columns`` of the leads (see _merged) whose identity is in the range
         ``emails`` (``$lower`` included, ``$upper`` not; None for no bound: above the last,
         leads without email too)."""
-        select = ", ".join(f"{normalized[c]} AS {c}" for c in ["email", *columns])
+        select = ", ".join(f"{normalized[c]} AS {c}" for c in ["email", "identity", *columns])
         lower, upper = emails
 
         def in_range(address: str) -> str:
@@ -449,7 +502,7 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
                 f"ON r.email IS NOT DISTINCT FROM d.email "
                 f"WHERE {in_range('lower(r.email)')} OR r.email IN (FROM t_other_emails)) "
                 f"AS r {' '.join(joins)} "
-                f"WHERE {in_range(f'({email})')}"
+                f"WHERE {in_range(f'({identity})')}"
             )
 
         return _merged(rows("ANTI"), rows("SEMI"), columns)
@@ -480,7 +533,7 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
     leads_table = pa.concat_tables(
         con.sql(
             f"SELECT {columns} FROM ({merged([*newest, 'flags'], (lower, upper))}) AS r "
-            f"{fit} {route} ORDER BY r.email",
+            f"{fit} {route} ORDER BY r.identity, r.email",
             params={k: v for k, v in (("lower", lower), ("upper", upper)) if v is not None} or None,
         ).to_arrow_table()
         for lower, upper in ranges
@@ -495,16 +548,15 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
 def _email_ranges(
     con: duckdb.DuckDBPyConnection, leads: str
 ) -> list[tuple[str | None, str | None]]:
-    """Ranges splitting the emails of ``leads`` into parts of about _SORTED_AT_ONCE, in
+    """Ranges splitting the identities of ``leads`` into parts of about _SORTED_AT_ONCE, in
     order: (lower bound included, upper bound not), None for no bound."""
     (count,) = con.execute(f"SELECT count(*) FROM {leads}").fetchall()[0]
     parts = -(-count // _SORTED_AT_ONCE)
     if parts <= 1:
         return [(None, None)]
     quantiles = ", ".join(str(i / parts) for i in range(1, parts))
-    (bounds,) = con.execute(f"SELECT quantile_disc(email, [{quantiles}]) FROM {leads}").fetchall()[
-        0
-    ]
+    query = f"SELECT quantile_disc(identity, [{quantiles}]) FROM {leads}"
+    (bounds,) = con.execute(query).fetchall()[0]
     bounds = sorted(set(bounds))
     return list(zip([None, *bounds], [*bounds, None], strict=True))
 
@@ -515,7 +567,8 @@ def _merged(single_rows: str, repeated_rows: str, columns: list[str]) -> str:
     non-empty value of the source that ranks first for the field (``config/identity.yaml``),
     the newest (by ``newest_at``, ``newest_file``, ``newest_line``) among equals, the distinct
     ``flags`` of all its rows (when among ``columns``) and how many rows it has
-    (``records_merged``)."""
+    (``records_merged``). Records are one person when their address has the same
+    ``identity``; the merged lead keeps the address the person was first seen with."""
     newest = [c for c in columns if c != "flags"]
     rules = identity_rules()
 
@@ -535,15 +588,16 @@ def _merged(single_rows: str, repeated_rows: str, columns: list[str]) -> str:
         )
         single_flags = ", nullif(replace(flags, chr(31), '; '), '') AS flags"
     return f"""
-        SELECT email, {", ".join(newest)}{single_flags}, 1::BIGINT AS records_merged
+        SELECT identity, email, {", ".join(newest)}{single_flags}, 1::BIGINT AS records_merged
         FROM ({single_rows})
         UNION ALL
-        SELECT email, {picks}{flags}, count(*) AS records_merged
+        SELECT identity, arg_min(email, seq) AS email, {picks}{flags},
+               count(*) AS records_merged
         FROM (
             SELECT *, row_number() OVER (ORDER BY newest_at, newest_file, newest_line) AS seq
             FROM ({repeated_rows})
         )
-        GROUP BY email
+        GROUP BY identity
     """
 
 

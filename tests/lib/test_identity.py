@@ -92,3 +92,60 @@ def test_a_precedence_for_an_unknown_field_is_a_config_error(tmp_path) -> None:
     path.write_text("version: 1\nfields:\n  jobtitle: [leads]\n")
     with pytest.raises(ConfigError, match=r"identity.yaml: fields: .*unknown field.*jobtitle"):
         identity_rules(path)
+
+
+def _leads(records: list[tuple[str, datetime, dict[str, str]]]) -> list[dict]:
+    con = scratch_connection()
+    con.register("raw_rows", _raw(records))
+    leads, _ = transform_leads(con, "raw_rows")
+    con.close()
+    return leads.to_pylist()
+
+
+def _person(email: str, day: int, source: str = "leads", **fields: str) -> tuple:
+    return (source, datetime(2026, 11, day, tzinfo=UTC), {"email": email, **fields})
+
+
+def test_gmail_spellings_of_one_mailbox_are_one_lead_keyed_by_the_first_address_seen() -> None:
+    leads = _leads(
+        [
+            _person("Jo.Park+webinar@gmail.com", 3, title="CMO"),
+            _person("jopark@googlemail.com", 5, "event_attendees", city="Austin"),
+            _person("JO.PARK@gmail.com", 9, phone="+1 512 555 0100"),
+        ]
+    )
+    (lead,) = leads
+    # The CRM contact keeps the address the person gave first, in lower case.
+    assert lead["email"] == "jo.park+webinar@gmail.com"
+    assert lead["records_merged"] == 3
+    assert (lead["title"], lead["city"], lead["phone"]) == ("CMO", "Austin", "+15125550100")
+
+
+def test_providers_that_only_ignore_plus_tags_keep_dots_apart() -> None:
+    leads = _leads(
+        [
+            _person("sam.lee+news@outlook.com", 3),
+            _person("sam.lee@outlook.com", 4),
+            _person("samlee@outlook.com", 5),
+        ]
+    )
+    assert sorted((lead["email"], lead["records_merged"]) for lead in leads) == [
+        ("sam.lee+news@outlook.com", 2),
+        ("samlee@outlook.com", 1),
+    ]
+
+
+def test_company_addresses_are_merged_on_case_only() -> None:
+    leads = _leads(
+        [
+            _person("Ana.Ruiz@Initech.com", 3),
+            _person("ana.ruiz@initech.com", 4),
+            _person("anaruiz@initech.com", 5),
+            _person("ana.ruiz+events@initech.com", 6),
+        ]
+    )
+    assert sorted((lead["email"], lead["records_merged"]) for lead in leads) == [
+        ("ana.ruiz+events@initech.com", 1),
+        ("ana.ruiz@initech.com", 2),
+        ("anaruiz@initech.com", 1),
+    ]

@@ -4,7 +4,7 @@ lead still gets what the rules give it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 
@@ -85,3 +85,74 @@ def test_the_round_robin_deals_in_sql_as_in_python() -> None:
         dealt = con.execute(f"SELECT email, {deal} FROM emails").fetchall()
         assert all(owners[index] == round_robin_owner(email, owners) for email, index in dealt)
     con.close()
+
+
+def _rows(records: list[tuple[str, dict[str, str]]], version: int = 3) -> pa.Table:
+    n = len(records)
+    return pa.table(
+        {"line": pa.array(range(2, n + 2), pa.int32())}
+        | {f: pa.array([r.get(f) for _, r in records], pa.string()) for f in CANONICAL_FIELDS}
+        | {
+            "source": pa.array([source for source, _ in records]),
+            "source_file": pa.array([f"{source}.csv" for source, _ in records]),
+            "landed_at": pa.array([datetime(2026, 11, 2, tzinfo=UTC)] * n),
+            "mapping_version": pa.array([version] * n, pa.int32()),
+        }
+    )
+
+
+def _lead(
+    email: str, submitted_at: str, opt_in: str | None = None, source: str = "leads"
+) -> tuple[str, dict[str, str]]:
+    return source, {"email": email, "submitted_at": submitted_at, "marketing_opt_in": opt_in}
+
+
+def test_dates_are_read_in_each_sources_locale_and_opt_ins_as_yes_or_no() -> None:
+    records = [
+        _lead("a@initech.com", "03/04/2025", "Yes"),
+        _lead("b@initech.com", "03/04/2025", source="event_attendees"),
+        _lead("c@initech.com", "March 4, 2025", "opted-out"),
+        _lead("d@initech.com", "1741046400", "1"),
+        _lead("e@initech.com", "1741046400000", "nein"),
+        _lead("f@initech.com", "2025-03-04T23:30:00-05:00"),
+        _lead("g@initech.com", "13/04/2025", "maybe"),
+        _lead("h@initech.com", "soon"),
+    ]
+    con = scratch_connection()
+    con.register("raw_rows", _rows(records))
+    leads, _ = transform_leads(con, "raw_rows")
+    con.close()
+    by_email = {lead["email"]: lead for lead in leads.to_pylist()}
+
+    def seen(email: str) -> tuple:
+        lead = by_email[email]
+        return lead["submitted_at"], lead["marketing_opt_in"]
+
+    march_4 = date(2025, 3, 4)
+    assert seen("a@initech.com") == (march_4, True)  # en_US: month first
+    assert seen("b@initech.com") == (date(2025, 4, 3), None)  # the events tool writes en_GB
+    assert seen("c@initech.com") == (march_4, False)
+    assert seen("d@initech.com") == (march_4, True)  # Unix seconds
+    assert seen("e@initech.com") == (march_4, False)  # Unix milliseconds
+    assert seen("f@initech.com") == (date(2025, 3, 5), None)  # a moment: its UTC day
+    # What cannot be converted is not guessed: empty in the CRM, kept raw in the flags.
+    g = by_email["g@initech.com"]
+    assert (g["submitted_at"], g["marketing_opt_in"]) == (None, None)
+    assert "submitted_at:" in g["flags"] and "'13/04/2025'" in g["flags"]
+    assert "marketing_opt_in: not a yes/no value" in g["flags"] and "'maybe'" in g["flags"]
+    assert "submitted_at:" in by_email["h@initech.com"]["flags"]
+    assert by_email["a@initech.com"]["flags"] is None
+
+
+def test_dates_and_opt_ins_reach_the_crm_payload_in_its_wire_format() -> None:
+    from gtm_orchestration.lib.crm_schema import build_payloads
+    from gtm_orchestration.lib.mapping import load_registry
+
+    records = [_lead("a@initech.com", "2025-03-04", "TRUE")]
+    con = scratch_connection()
+    con.register("raw_rows", _rows(records))
+    leads, _ = transform_leads(con, "raw_rows")
+    con.close()
+    (payload,) = build_payloads(leads, load_registry(3).crm["contacts"], "contacts")
+    assert payload.properties["gtm_submitted_at"] == "2025-03-04"
+    assert payload.properties["gtm_marketing_opt_in"] == "true"
