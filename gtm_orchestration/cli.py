@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
 import os
 import signal
 import subprocess
 import sys
-from contextlib import ExitStack, closing
+from collections.abc import Iterator
+from contextlib import ExitStack, closing, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from gtm_orchestration.settings import RECEIVER_PORT, SANDBOX_HOST, SANDBOX_PORT, Settings
 
+if TYPE_CHECKING:
+    import dagster as dg
+
 # Both code locations: the pipeline and the warehouse models.
 WORKSPACE = Path(__file__).resolve().parent.parent / "workspace.yaml"
+# Held while a pipeline pass (gtm process, the demo's pass) runs on an instance.
+PASS_LOCK_FILE = ".gtm-pass.lock"
 
 
 def _answers(base_url: str) -> bool:
@@ -53,13 +63,104 @@ def _cmd_process(args: argparse.Namespace) -> int:
 
     from gtm_orchestration.runs import dagster_home, process_landing_zone
 
-    dagster_home()
-    with dg.DagsterInstance.get() as instance:
+    home = dagster_home()
+    with dg.DagsterInstance.get() as instance, _one_pass_at_a_time(home, instance):
         report = process_landing_zone(instance)
     if not report.runs:
         print("nothing new in the landing zone")
     _print_report(report)
     return 0 if report.success else 1
+
+
+@contextmanager
+def _one_pass_at_a_time(home: Path, instance: dg.DagsterInstance) -> Iterator[None]:
+    """Hold the instance's pass lock: one pipeline pass at a time on an instance.
+
+    Holding it, any run an earlier pass left unfinished belongs to a process that died
+    (killed, crashed). Such runs are marked failed and their pool slots freed; otherwise
+    the slots their steps held stay taken and the next pass waits for them forever.
+    """
+    import dagster as dg
+
+    with open(home / PASS_LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        unfinished = instance.get_runs(
+            dg.RunsFilter(
+                statuses=[
+                    dg.DagsterRunStatus.NOT_STARTED,
+                    dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.STARTED,
+                ],
+                tags={"gtm/launched_by": "gtm process"},
+            )
+        )
+        for run in unfinished:
+            message = "its process ended without finishing it (killed or crashed)"
+            instance.report_run_failed(run, message=f"Run marked failed: {message}")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            print(f"closed run {run.run_id} of {run.job_name}: {message}", file=sys.stderr)
+        yield
+
+
+def _cmd_dlq_list(args: argparse.Namespace) -> int:
+    from gtm_orchestration.lib.dlq import dead_letters
+    from gtm_orchestration.lib.warehouse import Warehouse
+
+    with Warehouse(Settings.from_env().warehouse_url).connect() as con:
+        letters = dead_letters(con, pending_only=not args.all)
+    if args.json:
+        print(json.dumps([letter.as_json() for letter in letters], indent=2))
+        return 0
+    if not letters:
+        print("the dead-letter queue is empty" if not args.all else "no dead letters")
+        return 0
+    print(f"{'id':>6}  {'status':9}  {'category':9}  {'tries':>5}  {'last failed':20}  record")
+    for letter in letters:
+        when = letter.last_failed_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(
+            f"{letter.id:>6}  {letter.status:9}  {letter.category:9}  {letter.attempts:>5}  "
+            f"{when:20}  {letter.destination} {letter.stream} {letter.record_key}"
+        )
+        print(f"{'':8}{letter.error_code or ''}: {letter.error}")
+    return 0
+
+
+def _cmd_dlq_replay(args: argparse.Namespace) -> int:
+    from gtm_orchestration.lib.connectors.hubspot import HubSpotClient
+    from gtm_orchestration.lib.crm_sync import DESTINATION, replay_dead_letters
+    from gtm_orchestration.lib.dlq import dead_letters
+    from gtm_orchestration.lib.warehouse import Warehouse
+
+    settings = Settings.from_env()
+    warehouse = Warehouse(settings.warehouse_url)
+    wanted = sorted(set(args.id or []))
+    with warehouse.connect() as con:
+        pending = dead_letters(con, ids=wanted)
+    if wanted:
+        unknown = sorted(set(wanted) - {letter.id for letter in pending})
+        if unknown:
+            print(f"not pending dead letters: {', '.join(map(str, unknown))}", file=sys.stderr)
+            return 2
+    others = sorted({letter.destination for letter in pending} - {DESTINATION})
+    if others:
+        print(f"no replay for destination {', '.join(others)}; left queued", file=sys.stderr)
+    ids = [letter.id for letter in pending if letter.destination == DESTINATION]
+    if not ids:
+        print("nothing to replay")
+        return 1 if others else 0
+    replay_id = f"dlq-replay-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    with HubSpotClient(settings.hubspot_base_url, settings.hubspot_access_token) as client:
+        summaries = replay_dead_letters(client, warehouse.connect, ids, run_id=replay_id)
+    still_failing = 0
+    for stream, summary in summaries.items():
+        print(
+            f"{stream}: {summary.dead_letters_retried} replayed, "
+            f"{summary.dead_letters_resolved} delivered, {summary.dead_lettered} still failing"
+        )
+        for error in summary.errors[:20]:
+            print(f"  {error}")
+        still_failing += summary.dead_lettered
+    return 1 if still_failing or others else 0
 
 
 def _cmd_dry_run(args: argparse.Namespace) -> int:
@@ -140,7 +241,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             f"seeded {seeded} CRM records; dropped {len(dropped)} sample files; "
             f"posted {len(posted)} form fills and {DEMO_SIGNALS} engagement signals"
         )
-        with dg.DagsterInstance.get() as instance:
+        with dg.DagsterInstance.get() as instance, _one_pass_at_a_time(home, instance):
             # The demo materializes every asset, CRM change capture included.
             report = process_landing_zone(instance, settings, poll_crm=True)
         _print_report(report)
@@ -230,6 +331,21 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("old", type=_registry_version, help="registry version, e.g. 1 or v1")
     diff.add_argument("new", type=_registry_version, help="registry version, e.g. 2 or v2")
     diff.set_defaults(handler=_cmd_mapping_diff)
+
+    dlq = commands.add_parser("dlq", help="records that could not be loaded (dead letters)")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser("list", help="show the dead-letter queue")
+    dlq_list.add_argument("--json", action="store_true", help="as JSON")
+    dlq_list.add_argument("--all", action="store_true", help="delivered ones too")
+    dlq_list.set_defaults(handler=_cmd_dlq_list)
+    replay = dlq_commands.add_parser(
+        "replay",
+        help="send dead letters again, rebuilt from the warehouse's current data and mapping",
+    )
+    replay.add_argument(
+        "--id", type=int, action="append", help="a dead letter's id (repeatable; default: all)"
+    )
+    replay.set_defaults(handler=_cmd_dlq_replay)
     return parser
 
 

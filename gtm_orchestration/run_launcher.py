@@ -149,7 +149,10 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
             )
         pid = _worker_pid(run)
         if pid is None:
-            return CheckRunHealthResult(WorkerStatus.UNKNOWN, "no run worker on this host")
+            # Not a worker of this launcher: a run executed in its own process (`gtm process`)
+            # or on another host. Run monitoring would fail it as UNKNOWN; only its maximum
+            # runtime applies to it.
+            return CheckRunHealthResult(WorkerStatus.RUNNING, "no run worker on this host")
         try:
             os.kill(pid, 0)
         except ProcessLookupError:

@@ -65,7 +65,8 @@ def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
             )  # type: ignore[union-attr]
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             evaluation = event.event_specific_data
-            if not evaluation.passed:
+            # A warning reports (on the asset's Checks tab); it fails nothing.
+            if not evaluation.passed and evaluation.severity != dg.AssetCheckSeverity.WARN:
                 key = evaluation.asset_check_key
                 problems.append(
                     f"check {key.asset_key.to_user_string()}:{key.name} failed: "

@@ -14,6 +14,13 @@ SANDBOX_HUBSPOT_TOKEN = "sandbox-hubspot-token"
 SANDBOX_HUBSPOT_CLIENT_SECRET = "sandbox-hubspot-client-secret"
 SANDBOX_WEBHOOK_SECRET = "sandbox-webhook-secret"
 SANDBOX_ENRICHMENT_API_KEY = "sandbox-enrichment-key"
+SANDBOX_OUTREACH_TOKEN = "sandbox-outreach-token"
+SANDBOX_SALESFORCE_TOKEN = "sandbox-salesforce-token"
+# The sandbox's alert sinks (sandbox/alert_sinks.py); a PagerDuty routing key has 32 characters.
+SANDBOX_SLACK_WEBHOOK_PATH = "/slack/services/TSANDBOX/BSANDBOX/sandbox-slack-webhook-token"
+SANDBOX_PAGERDUTY_ROUTING_KEY = "sandbox0pagerduty0routing0key000"
+DAGSTER_UI_URL = "http://127.0.0.1:3000"
+CRM_DESTINATIONS = ("hubspot", "salesforce")
 
 
 @dataclass(frozen=True)
@@ -25,6 +32,24 @@ class Settings:
     enrichment_base_url: str
     enrichment_api_key: str = field(repr=False)  # a secret: never printed
     receiver_port: int = RECEIVER_PORT
+    outreach_base_url: str = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
+    outreach_access_token: str = field(default=SANDBOX_OUTREACH_TOKEN, repr=False)  # secret
+    # None: the quality window of config/sequences.yaml.
+    enrollment_quality_window_minutes: float | None = None
+    # Which CRM the load writes leads and companies to: hubspot or salesforce.
+    crm_destination: str = "hubspot"
+    salesforce_instance_url: str = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}"
+    salesforce_access_token: str = field(default=SANDBOX_SALESFORCE_TOKEN, repr=False)  # secret
+    # Alert channels. A Slack webhook URL is its own credential, an SMTP URL may carry a
+    # password: neither is ever printed.
+    slack_webhook_url: str = field(
+        default=f"http://{SANDBOX_HOST}:{SANDBOX_PORT}{SANDBOX_SLACK_WEBHOOK_PATH}", repr=False
+    )
+    pagerduty_events_url: str = f"http://{SANDBOX_HOST}:{SANDBOX_PORT}/v2/enqueue"
+    pagerduty_routing_key: str = field(default=SANDBOX_PAGERDUTY_ROUTING_KEY, repr=False)
+    smtp_url: str | None = field(default=None, repr=False)  # None: digests go to the log
+    digest_to: tuple[str, ...] = ()
+    dagster_ui_url: str = DAGSTER_UI_URL
 
     @property
     def landing_dir(self) -> Path:
@@ -59,4 +84,56 @@ class Settings:
             ).rstrip("/"),
             enrichment_api_key=env("GTM_ENRICHMENT_API_KEY", SANDBOX_ENRICHMENT_API_KEY),
             receiver_port=int(env("GTM_RECEIVER_PORT", str(RECEIVER_PORT))),
+            # Every sandbox also serves the sequencer, as it serves the enrichment API.
+            outreach_base_url=env(
+                "OUTREACH_BASE_URL", hubspot_base_url if hubspot_is_sandbox else sandbox_url
+            ).rstrip("/"),
+            outreach_access_token=env("OUTREACH_ACCESS_TOKEN", SANDBOX_OUTREACH_TOKEN),
+            enrollment_quality_window_minutes=_minutes("GTM_ENROLLMENT_QUALITY_WINDOW_MINUTES"),
+            crm_destination=_choice("GTM_CRM_DESTINATION", CRM_DESTINATIONS),
+            # Every sandbox also serves the Salesforce org, as it serves the enrichment API.
+            salesforce_instance_url=env(
+                "SALESFORCE_INSTANCE_URL", hubspot_base_url if hubspot_is_sandbox else sandbox_url
+            ).rstrip("/"),
+            salesforce_access_token=env("SALESFORCE_ACCESS_TOKEN", SANDBOX_SALESFORCE_TOKEN),
+            # Every sandbox also serves the alert sinks, as it serves the enrichment API.
+            slack_webhook_url=env(
+                "SLACK_WEBHOOK_URL",
+                (hubspot_base_url if hubspot_is_sandbox else sandbox_url)
+                + SANDBOX_SLACK_WEBHOOK_PATH,
+            ),
+            pagerduty_events_url=env(
+                "PAGERDUTY_EVENTS_URL",
+                (hubspot_base_url if hubspot_is_sandbox else sandbox_url) + "/v2/enqueue",
+            ),
+            pagerduty_routing_key=env("PAGERDUTY_ROUTING_KEY", SANDBOX_PAGERDUTY_ROUTING_KEY),
+            smtp_url=os.environ.get("GTM_SMTP_URL") or None,
+            digest_to=tuple(
+                address.strip()
+                for address in env("GTM_DIGEST_TO", "").split(",")
+                if address.strip()
+            ),
+            dagster_ui_url=env("GTM_DAGSTER_UI_URL", DAGSTER_UI_URL).rstrip("/"),
         )
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    """The value of environment variable ``name``, one of ``choices`` (the first when unset)."""
+    value = (os.environ.get(name) or choices[0]).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def _minutes(name: str) -> float | None:
+    """The number of minutes environment variable ``name`` holds; None when unset."""
+    value = os.environ.get(name)
+    if not value:
+        return None
+    try:
+        minutes = float(value)
+    except ValueError:
+        minutes = -1.0
+    if minutes < 0:
+        raise ValueError(f"{name}={value!r}: expected a number of minutes, 0 or more, e.g. 15")
+    return minutes

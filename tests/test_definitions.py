@@ -27,6 +27,7 @@ EXPECTED_GROUPS = {
     "hubspot_companies": "load",
     "hubspot_contacts": "load",
     "hubspot_engagement": "load",
+    "outreach_enrollments": "load",
     "engagement_rescores": "nightly",
     "hubspot_engagement_rescore": "nightly",
     "stg_lead_rows": "warehouse",
@@ -41,6 +42,18 @@ EXPECTED_GROUPS = {
     "fct_crm_syncs": "warehouse",
     "fct_file_ingestions": "warehouse",
     "mart_daily_pipeline": "warehouse",
+    "stg_crm_contact_property_changes": "warehouse",
+    "crm_contact_property_history": "warehouse",
+    "stg_stage_metrics": "warehouse",
+    "stg_dead_letters": "warehouse",
+    "stg_sequence_enrollments": "warehouse",
+    "mart_stage_health": "warehouse",
+    "mart_source_health": "warehouse",
+    "mart_destination_health": "warehouse",
+    "mart_lead_funnel": "warehouse",
+    # Tables several assets write (every stage; every load): dbt sources of their own.
+    "stage_metrics": "default",
+    "dead_letters": "default",
 }
 
 EXPECTED_DEPS = {
@@ -51,6 +64,7 @@ EXPECTED_DEPS = {
     "hubspot_contacts": {"leads", "hubspot_companies"},
     "engagement_scores": {"raw_engagement_events"},
     "hubspot_engagement": {"engagement_scores", "hubspot_contacts"},
+    "outreach_enrollments": {"hubspot_contacts"},
     "engagement_rescores": {"raw_engagement_events"},
     "hubspot_engagement_rescore": {"engagement_rescores"},
     "stg_lead_rows": {"raw_lead_rows"},
@@ -65,6 +79,21 @@ EXPECTED_DEPS = {
     "fct_crm_syncs": {"stg_hubspot_contact_syncs", "stg_hubspot_company_syncs"},
     "fct_file_ingestions": {"stg_file_ingestions"},
     "mart_daily_pipeline": {"stg_file_ingestions", "stg_leads"},
+    "stg_crm_contact_property_changes": {"hubspot_contact_snapshot"},
+    "crm_contact_property_history": {"stg_crm_contact_property_changes"},
+    "stg_stage_metrics": {"stage_metrics", "raw_lead_rows", "leads", "hubspot_contacts"},
+    "stg_dead_letters": {"dead_letters", "hubspot_companies", "hubspot_contacts"},
+    "stg_sequence_enrollments": {"outreach_enrollments"},
+    "mart_stage_health": {"stg_stage_metrics"},
+    "mart_source_health": {"stg_file_ingestions", "stg_lead_rows"},
+    "mart_destination_health": {"fct_crm_syncs", "stg_dead_letters", "stg_lead_rows"},
+    "mart_lead_funnel": {
+        "stg_file_ingestions",
+        "stg_leads",
+        "fct_crm_syncs",
+        "stg_dead_letters",
+        "stg_sequence_enrollments",
+    },
 }
 
 EXPECTED_BLOCKING_CHECKS = {
@@ -128,6 +157,9 @@ def test_jobs_schedules_and_sensors() -> None:
         "crm_change_capture",
         "enrichment_refresh",
         "nightly_rescore",
+        "release_outreach_enrollments",
+        "send_daily_throughput_report",
+        "send_weekly_error_summary",
     }
     lead_job = defs.resolve_job_def("lead_pipeline")
     assert "hubspot_contact_snapshot" not in {
@@ -138,16 +170,27 @@ def test_jobs_schedules_and_sensors() -> None:
         "nightly_rescore_schedule",
         "nightly_warehouse_build",
         "weekly_enrichment_refresh",
+        "outreach_enrollment_release",
+        "daily_throughput_report",
+        "weekly_error_summary",
     ):
         schedule = defs.resolve_schedule_def(name)
         assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING, name
     refresh = defs.resolve_schedule_def("weekly_enrichment_refresh")
     assert (refresh.cron_schedule, refresh.job_name) == ("0 4 * * 1", "enrichment_refresh")
+    release = defs.resolve_schedule_def("outreach_enrollment_release")
+    assert (release.cron_schedule, release.job_name) == (
+        "* * * * *",
+        "release_outreach_enrollments",
+    )
     sensors = {
         "lead_file_sensor",
         "webhook_batch_sensor",
         "hubspot_webhook_sensor",
         "rederive_refreshed_days",
+        "alert_monitor",
+        "run_failure_alerts",
+        "run_timeout_alerts",
     }
     for name in sensors:
         assert defs.resolve_sensor_def(name).default_status == dg.DefaultSensorStatus.RUNNING
@@ -176,3 +219,19 @@ def test_code_versions_follow_the_configuration_each_stage_applies() -> None:
         assert version[asset].startswith(registry), asset
     assert version["leads"] != version["raw_lead_rows"]  # the rule files count too
     assert version["engagement_scores"] == version["engagement_rescores"]
+
+
+def test_crm_loads_take_their_portals_pool() -> None:
+    # Each pool runs one step at a time (dagster.yaml): one load per CRM portal, so runs
+    # share its rate limit; the HubSpot loads hold DuckDB only in short transactions.
+    graph = pipeline_defs.resolve_asset_graph()
+    pools = {
+        key.to_user_string(): graph.get(key).assets_def.op.pool
+        for key in graph.get_all_asset_keys()
+    }
+    assert {asset for asset, pool in pools.items() if pool == "hubspot"} == {
+        "hubspot_companies",
+        "hubspot_contacts",
+        "hubspot_engagement",
+        "hubspot_engagement_rescore",
+    }

@@ -18,7 +18,10 @@ from pydantic import Field
 
 from gtm_orchestration.lib.connectors.enrichment import EnrichmentClient
 from gtm_orchestration.lib.connectors.hubspot import HubSpotClient
+from gtm_orchestration.lib.connectors.outreach import OutreachClient
+from gtm_orchestration.lib.connectors.salesforce import SalesforceClient
 from gtm_orchestration.lib.enrichment import EnrichmentTtl
+from gtm_orchestration.lib.enrollment_rules import SequenceRules, default_sequence_rules
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 
@@ -105,9 +108,60 @@ class EnrichmentResource(dg.ConfigurableResource):
             yield client
 
 
+class OutreachResource(dg.ConfigurableResource):
+    """The sequencer (Outreach API v2, OUTREACH_BASE_URL) and the enrollment rules; the token
+    only ever comes from OUTREACH_ACCESS_TOKEN."""
+
+    base_url: str | None = None
+    quality_window_minutes: float | None = Field(
+        default=None,
+        ge=0,
+        description="Minutes an enrollment is held for corrections before it is sent; unset: "
+        "GTM_ENROLLMENT_QUALITY_WINDOW_MINUTES, else config/sequences.yaml.",
+    )
+    max_attempts: int = Field(default=5, ge=1, description="Tries per request, retries included.")
+    backoff_base_s: float = Field(
+        default=0.5, ge=0, description="First retry's wait; doubled for every further try."
+    )
+
+    @property
+    def rules(self) -> SequenceRules:
+        window = self.quality_window_minutes
+        if window is None:
+            window = Settings.from_env().enrollment_quality_window_minutes
+        return default_sequence_rules().with_quality_window(window)
+
+    @contextmanager
+    def client(self) -> Iterator[OutreachClient]:
+        settings = Settings.from_env()
+        with OutreachClient(
+            self.base_url or settings.outreach_base_url,
+            settings.outreach_access_token,
+            max_attempts=self.max_attempts,
+            backoff_base_s=self.backoff_base_s,
+        ) as client:
+            yield client
+
+
+class SalesforceResource(dg.ConfigurableResource):
+    """The Salesforce org (SALESFORCE_INSTANCE_URL, SALESFORCE_ACCESS_TOKEN), written through
+    Bulk API 2.0 when GTM_CRM_DESTINATION is salesforce."""
+
+    instance_url: str | None = None
+
+    @contextmanager
+    def client(self) -> Iterator[SalesforceClient]:
+        settings = Settings.from_env()
+        url = self.instance_url or settings.salesforce_instance_url
+        with SalesforceClient(url, settings.salesforce_access_token) as client:
+            yield client
+
+
 RESOURCES = {
     "landing": LandingZoneResource(),
     "warehouse": WarehouseResource(),
     "hubspot": HubSpotResource(),
     "enrichment": EnrichmentResource(),
+    "outreach": OutreachResource(),
+    "salesforce": SalesforceResource(),
 }

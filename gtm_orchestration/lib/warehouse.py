@@ -17,9 +17,17 @@ Tables written by the pipeline (all append-only except the current-state ones, m
   writes are kept and flagged ``is_echo``.
 - ``gtm.crm_contacts``      (current state) each HubSpot contact as the change feeds last saw it.
 - ``gtm.cdc_cursors``       (current state) the high-water mark of each change-capture stream.
+- ``gtm.identities``        (append-only) each person's identity (``identity_email``) and the
+  address the pipeline first saw them with: the key of their CRM contact.
 - ``gtm.enrichment_cache``  (current state) the enrichment API's last answer per company
   domain, with when it was fetched: found (firmographics as JSON) or unknown; ``error`` holds
   the last failed lookup's reason until an answer replaces it.
+- ``gtm.sequence_enrollments`` (current state) one row per sequence enrollment key
+  (``<sequence key>:<email>``): held, sending, enrolled, cancelled or failed, with the reason.
+- ``gtm.sequence_enrollment_log`` every step of every enrollment: held, cancelled, claimed,
+  enrolled, retried, failed.
+- ``gtm.stage_metrics``     (append-only) the numbers of every run, stage and asset: records
+  in and out, rejected, failed, latency, completeness (``lib/metrics.py``).
 """
 
 from __future__ import annotations
@@ -70,6 +78,11 @@ DDL: tuple[str, ...] = (
     landed_at TIMESTAMPTZ NOT NULL,
     loaded_at TIMESTAMPTZ NOT NULL
 )""",
+    # Warehouses created before a canonical field was added to the registry.
+    *(
+        f"ALTER TABLE raw.lead_rows ADD COLUMN IF NOT EXISTS {field} VARCHAR"
+        for field in CANONICAL_FIELDS
+    ),
     """CREATE TABLE IF NOT EXISTS raw.rejected_rows (
     source VARCHAR NOT NULL,
     source_file VARCHAR NOT NULL,
@@ -151,6 +164,11 @@ QUALIFY mapping_version = max(mapping_version) OVER (PARTITION BY partition_date
     last_change_source VARCHAR,           -- of the last change that was not an echo
     last_change_at TIMESTAMPTZ
 )""",
+    """CREATE TABLE IF NOT EXISTS gtm.identities (
+    identity_key VARCHAR PRIMARY KEY,
+    email VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL
+)""",
     """CREATE TABLE IF NOT EXISTS gtm.cdc_cursors (
     stream VARCHAR PRIMARY KEY,
     high_water_mark BIGINT NOT NULL,      -- epoch millis
@@ -162,6 +180,84 @@ QUALIFY mapping_version = max(mapping_version) OVER (PARTITION BY partition_date
     firmographics VARCHAR,                -- JSON, when found
     fetched_at TIMESTAMPTZ,               -- when the API last answered
     error VARCHAR                         -- why the last lookup failed; NULL once answered
+)""",
+    # The dead-letter queue (lib/dlq.py): every record a load could not deliver.
+    "CREATE SEQUENCE IF NOT EXISTS gtm.dead_letter_ids",
+    """CREATE TABLE IF NOT EXISTS gtm.dead_letters (
+    id BIGINT PRIMARY KEY DEFAULT nextval('gtm.dead_letter_ids'),
+    destination VARCHAR NOT NULL,     -- hubspot, ...
+    stream VARCHAR NOT NULL,          -- the sync ledger's stream: contacts, companies, ...
+    object_type VARCHAR NOT NULL,     -- the CRM object type
+    record_key VARCHAR NOT NULL,      -- email, domain
+    source_table VARCHAR,             -- where a replay rebuilds the payload from
+    payload VARCHAR NOT NULL,         -- JSON: what was sent, or would have been
+    category VARCHAR NOT NULL,        -- transient (retried by later loads) | permanent
+    error_code VARCHAR,               -- INVALID_OPTION, HTTP 503, ...
+    error VARCHAR NOT NULL,           -- names the record, the property and the value
+    attempts INTEGER NOT NULL,        -- deliveries that failed
+    first_failed_at TIMESTAMPTZ NOT NULL,
+    last_failed_at TIMESTAMPTZ NOT NULL,
+    status VARCHAR NOT NULL,          -- pending | delivered | skipped
+    resolved_at TIMESTAMPTZ,
+    run_id VARCHAR                    -- the run that failed it last
+)""",
+    # Sequence enrollments (lib/enrollment.py): one row per idempotency key, and every step.
+    """CREATE TABLE IF NOT EXISTS gtm.sequence_enrollments (
+    idempotency_key VARCHAR PRIMARY KEY,  -- <sequence key>:<email>
+    email VARCHAR NOT NULL,
+    sequence_key VARCHAR NOT NULL,        -- a key of config/sequences.yaml
+    sequence_name VARCHAR NOT NULL,       -- the sequence's name in the sequencer
+    intent INTEGER NOT NULL,              -- 1, 2, ...: a corrected lead is a new intent
+    status VARCHAR NOT NULL,              -- held | sending | enrolled | cancelled | failed
+    reason VARCHAR,                       -- why cancelled or failed; what the sequencer said
+    fingerprint VARCHAR NOT NULL,         -- sha256 of what would be sent
+    payload VARCHAR NOT NULL,             -- JSON: prospect attributes and mailbox
+    held_at TIMESTAMPTZ NOT NULL,
+    due_at TIMESTAMPTZ NOT NULL,          -- end of the quality window, or the next retry
+    attempts INTEGER NOT NULL,            -- claims of this intent so far
+    claimed_by VARCHAR,                   -- host:pid:token of the release sending it
+    claim_expires_at TIMESTAMPTZ,
+    prospect_id BIGINT,
+    sequence_state_id BIGINT,
+    updated_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR
+)""",
+    """CREATE TABLE IF NOT EXISTS gtm.sequence_enrollment_log (
+    logged_at TIMESTAMPTZ NOT NULL,
+    run_id VARCHAR,
+    idempotency_key VARCHAR NOT NULL,
+    email VARCHAR NOT NULL,
+    sequence_key VARCHAR NOT NULL,
+    intent INTEGER NOT NULL,
+    event VARCHAR NOT NULL,               -- held | cancelled | claimed | reclaimed | enrolled |
+                                          -- already_in_sequence | retry | failed
+    status VARCHAR NOT NULL,              -- the key's status after the event
+    reason VARCHAR,
+    attempt INTEGER NOT NULL,
+    claimed_by VARCHAR,
+    prospect_id BIGINT,
+    sequence_state_id BIGINT
+)""",
+    # Pipeline observability (lib/metrics.py): one row per run, stage and asset.
+    """CREATE TABLE IF NOT EXISTS gtm.stage_metrics (
+    run_id VARCHAR NOT NULL,
+    stage VARCHAR NOT NULL,               -- extract | transform | load
+    asset VARCHAR NOT NULL,
+    partition_key VARCHAR,                -- the landing day; first..last for a range
+    records_in BIGINT NOT NULL,
+    records_out BIGINT NOT NULL,
+    rejected BIGINT NOT NULL,             -- refused for the data's sake
+    dead_lettered BIGINT NOT NULL,        -- queued in gtm.dead_letters
+    failed BIGINT NOT NULL,               -- not handled because a system failed
+    error_rate DOUBLE NOT NULL,           -- (rejected + failed) / records_in
+    latency_samples BIGINT NOT NULL,      -- records handled for the first time
+    latency_p50_s DOUBLE,                 -- landing -> the stage's end (load: the CRM's
+    latency_p95_s DOUBLE,                 -- confirmation), seconds
+    latency_max_s DOUBLE,
+    completeness VARCHAR NOT NULL,        -- JSON: field -> share of records holding it
+    unclassified_title_share DOUBLE,      -- of records with a title, function 'other'
+    unmatched_country_share DOUBLE,       -- of records with a country, no country code
+    recorded_at TIMESTAMPTZ NOT NULL
 )""",
 )
 

@@ -4,8 +4,10 @@ Every request to an emulated API is counted in the statistics by endpoint and st
 Requests to ``/crm/`` also pass HubSpot's gateway first: bearer-token authentication, the
 per-token rate limit (with the ``X-HubSpot-RateLimit-*`` headers on every answer) and the
 operator's injected faults; requests to ``/enrichment/`` pass the enrichment vendor's
-(``sandbox/enrichment.py``). Operator endpoints (``/__sandbox/...``, ``/healthz``) are neither
-counted nor limited.
+(``sandbox/enrichment.py``), requests to ``/services/data/`` the Salesforce org's
+(``sandbox/salesforce/``) and requests to ``/api/v2/`` the sequencer's (``sandbox/outreach/``).
+Operator endpoints (``/__sandbox/...``, ``/healthz``) and the alert sinks
+(``sandbox/alert_sinks.py``) are neither counted nor limited.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
 
+from gtm_orchestration.sandbox.alert_sinks import ALERT_SINK_PATHS, AlertSinks, alert_sink_router
 from gtm_orchestration.sandbox.enrichment import (
     DEFAULT_RATE_LIMIT,
     ENRICHMENT_PREFIX,
@@ -40,6 +43,7 @@ from gtm_orchestration.sandbox.enrichment import (
 )
 from gtm_orchestration.sandbox.faults import FaultInjector, FaultSettings, InjectedFault
 from gtm_orchestration.sandbox.hubspot.api import HubSpotPortal, hubspot_router
+from gtm_orchestration.sandbox.hubspot.associations import associations_router
 from gtm_orchestration.sandbox.hubspot.errors import (
     INTERNAL_ERROR,
     INVALID_AUTHENTICATION,
@@ -50,14 +54,29 @@ from gtm_orchestration.sandbox.hubspot.errors import (
     error_body,
     rate_limit_body,
 )
+from gtm_orchestration.sandbox.outreach.api import (
+    OUTREACH_PREFIX,
+    OutreachApi,
+    outreach_operator_router,
+    outreach_router,
+)
 from gtm_orchestration.sandbox.rate_limit import RateDecision, RollingWindowLimiter
+from gtm_orchestration.sandbox.salesforce import (
+    SALESFORCE_PREFIX,
+    SalesforceApiError,
+    SalesforceOrg,
+    salesforce_error_handler,
+    salesforce_operator_router,
+    salesforce_router,
+)
 from gtm_orchestration.sandbox.state import RequestStats, SandboxDatabase
 
 logger = logging.getLogger(__name__)
 
 CRM_PREFIX = "/crm/"
-# Operator paths: not part of any emulated API, so never counted, limited or faulted.
-OPERATOR_PATHS = ("/__sandbox/", "/healthz", "/docs", "/redoc", "/openapi.json")
+# Operator paths: not part of any emulated API, so never counted, limited or faulted. The
+# alert sinks are treated alike: alerts must get through whatever the operator injects.
+OPERATOR_PATHS = ("/__sandbox/", "/healthz", "/docs", "/redoc", "/openapi.json", *ALERT_SINK_PATHS)
 _CORRELATION_ID = "gtm.sandbox.correlation_id"
 _PATH_PARAM = re.compile(r"\{([^}:]+)(?::[^}]*)?\}")
 _BEARER = re.compile(r"^\s*bearer\s+(\S.*?)\s*$", re.IGNORECASE)
@@ -75,6 +94,9 @@ class SandboxServices:
     limiter: RollingWindowLimiter
     faults: FaultInjector
     enrichment: EnrichmentApi
+    salesforce: SalesforceOrg
+    outreach: OutreachApi
+    alerts: AlertSinks
 
 
 def create_app(
@@ -97,19 +119,34 @@ def create_app(
         limiter=RollingWindowLimiter(rate_limit, rate_window_s),
         faults=FaultInjector(),
         enrichment=EnrichmentApi(database, enrichment_rate_limit),
+        salesforce=SalesforceOrg(database),
+        outreach=OutreachApi(database),
+        alerts=AlertSinks(database),
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        services.salesforce.start()
         yield
+        services.salesforce.close()
         database.close()
 
     app = FastAPI(title="GTM sandbox: emulated SaaS APIs", lifespan=lifespan)
     app.state.sandbox = services
-    emulated_routers = [hubspot_router(services.hubspot), enrichment_router(services.enrichment)]
+    emulated_routers = [
+        hubspot_router(services.hubspot),
+        associations_router(services.hubspot),
+        enrichment_router(services.enrichment),
+        salesforce_router(services.salesforce),
+        outreach_router(services.outreach),
+    ]
     for router in emulated_routers:
         app.include_router(router)
     app.include_router(enrichment_operator_router(services.enrichment))
+    app.include_router(salesforce_operator_router(services.salesforce))
+    app.include_router(outreach_operator_router(services.outreach))
+    app.include_router(alert_sink_router(services.alerts))
+    app.add_exception_handler(SalesforceApiError, salesforce_error_handler)
     # The statistics name requests by route template, also for requests answered before
     # routing (401, 429, injected faults), so the templates are matched here directly.
     emulated_routes = [route for router in emulated_routers for route in router.routes]
@@ -130,6 +167,16 @@ def create_app(
             elif path.startswith(ENRICHMENT_PREFIX):
                 token = _bearer_token(request.headers.get("authorization"))
                 response = await services.enrichment.gateway(
+                    request, call_next, token, services.faults
+                )
+            elif path.startswith(SALESFORCE_PREFIX):
+                token = _bearer_token(request.headers.get("authorization"))
+                response = await services.salesforce.gateway(
+                    request, call_next, token, services.faults
+                )
+            elif path.startswith(OUTREACH_PREFIX):
+                token = _bearer_token(request.headers.get("authorization"))
+                response = await services.outreach.gateway(
                     request, call_next, token, services.faults
                 )
             else:
@@ -211,7 +258,7 @@ def endpoint_key(
 
         def render(found: re.Match[str], params: Mapping[str, str] = params) -> str:
             name = found.group(1)
-            if name == "object_type":
+            if name.endswith("object_type"):
                 return canonical_object_type(str(params.get(name, name)))
             return "{id}" if name.endswith("_id") else "{" + name + "}"
 
@@ -243,6 +290,9 @@ def _add_operator_routes(app: FastAPI, services: SandboxServices) -> None:
         services.faults.configure(FaultSettings())
         services.limiter.reset()
         services.enrichment.reset()
+        services.salesforce.reset()
+        services.outreach.reset()
+        services.alerts.reset()
         return {"status": "reset"}
 
     @app.get("/__sandbox/faults")

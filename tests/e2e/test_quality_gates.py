@@ -49,3 +49,23 @@ def test_failed_check_stops_the_load_until_the_data_is_fixed(settings: Settings,
 
     emails = sorted(c["properties"]["email"] for c in crm.all("contacts", "email"))
     assert emails == ["ada@lovelace.io", "bob@acme.com"]
+
+
+def test_a_warning_does_not_hold_the_load(settings: Settings, crm: Crm) -> None:
+    # Half the rows are rejected at extraction: far above the error-rate threshold, which
+    # warns; the accepted row is fine and goes on to the CRM.
+    drop_file(settings, "leads", "half.csv", "Email,First Name\nada@lovelace.io,Ada\n,Nobody\n")
+    with dg.instance_for_test() as instance:
+        result = run_day(instance, datetime.now(UTC).date().isoformat())
+    assert result.success
+    evaluations = {
+        e.event_specific_data.check_name: e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    warned = evaluations["rejected_share_below_threshold"]
+    assert (warned.passed, warned.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert [name for name, e in evaluations.items() if not e.passed] == [
+        "rejected_share_below_threshold"
+    ]
+    assert [c["properties"]["email"] for c in crm.all("contacts", "email")] == ["ada@lovelace.io"]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from gtm_orchestration.defs.jobs import lead_pipeline_job
+from gtm_orchestration.defs.load.destinations import crm_destination, crm_load_assets
 from gtm_orchestration.defs.resources import LandingZoneResource
 from gtm_orchestration.lib.landing import LandedItem, scan_dropped_files, scan_lead_webhook_batches
 
@@ -43,8 +44,10 @@ def cursor_day(cursor: str | None) -> str | None:
 
 # What each kind of landed item feeds; a run takes only what its items need, which keeps
 # the real-time path short (an email open needs no lead re-derived).
-_LEAD_ASSETS = ("leads", "companies", "hubspot_companies", "hubspot_contacts")
-_ENGAGEMENT_ASSETS = ("engagement_scores", "hubspot_engagement")
+_LEAD_ASSETS = ("leads", "companies", *crm_load_assets(), "outreach_enrollments")
+# Engagement scores update HubSpot contacts; with Salesforce they are scored, not loaded.
+_ENGAGEMENT_LOADS = ("hubspot_engagement",) if crm_destination() == "hubspot" else ()
+_ENGAGEMENT_ASSETS = ("engagement_scores", *_ENGAGEMENT_LOADS)
 _EXTRACT_ASSETS = (
     "raw_lead_rows",
     "file_ingestion_log",

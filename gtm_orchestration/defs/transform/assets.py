@@ -6,12 +6,20 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from gtm_orchestration.defs.observability import (
+    DAILY_FRESHNESS,
+    FRESHNESS_SLA_S,
+    check_result,
+    stage_metadata,
+)
 from gtm_orchestration.defs.partitions import landing_day
 from gtm_orchestration.defs.resources import EnrichmentResource, WarehouseResource
 from gtm_orchestration.defs.versions import engagement_version, transform_version
 from gtm_orchestration.lib import quality
 from gtm_orchestration.lib.engagement_scores import score_day
 from gtm_orchestration.lib.enrichment import enrich_rows
+from gtm_orchestration.lib.identity import remember_identities
+from gtm_orchestration.lib.metrics import record_transform_metrics
 from gtm_orchestration.lib.partitioned_tables import replace_partition
 from gtm_orchestration.lib.transform import transform_leads
 
@@ -52,19 +60,14 @@ CHECKS = [
         blocking=True,
         description="Domains are bare lower-case host names (no scheme, www, path).",
     ),
+    # Lateness alone never holds records back: it warns.
+    dg.AssetCheckSpec(
+        "transformed_within_sla",
+        asset="leads",
+        description="Freshness (warns): the p95 from landing to the end of the transform, "
+        "over the rows the run extracted, is within the landed -> CRM latency SLA.",
+    ),
 ]
-
-
-def _check(name: str, asset: str, results: list[quality.QualityResult]) -> dg.AssetCheckResult:
-    result = quality.QualityResult.combine(results)
-    return dg.AssetCheckResult(
-        check_name=name,
-        asset_key=asset,
-        passed=result.passed,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=result.description,
-        metadata={"failures": dg.MetadataValue.int(result.failures)},
-    )
 
 
 # Each check runs per landing day: a lead may come back on a later day, legitimately.
@@ -98,12 +101,14 @@ ENRICHMENT_METADATA = (
             deps=["raw_lead_rows"],
             description="One lead per email: enriched, normalized, classified, scored, routed.",
             code_version=transform_version(),
+            freshness_policy=DAILY_FRESHNESS,
         ),
         dg.AssetSpec(
             "companies",
             deps=["leads"],
             description="One company per domain, derived from its leads.",
             code_version=transform_version(),
+            freshness_policy=DAILY_FRESHNESS,
         ),
     ],
     check_specs=CHECKS,
@@ -118,7 +123,8 @@ def transformed_leads(
     enrichment: EnrichmentResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Re-derive each day's leads and companies from its raw rows (idempotent), after
-    filling missing firmographics from the enrichment API through its cache."""
+    filling missing firmographics from the enrichment API through its cache; measure them
+    (``gtm.stage_metrics``) and check them."""
     outcomes: dict[str, list[quality.QualityResult]] = defaultdict(list)
     counts: Counter[str] = Counter()
     with warehouse.connect() as con, enrichment.client() as client:
@@ -132,6 +138,7 @@ def transformed_leads(
             for key in ENRICHMENT_METADATA:
                 counts[f"enrichment_{key}"] += getattr(enriched, key)
             leads, companies = transform_leads(con, enriched.relation)
+            leads = remember_identities(con, leads)
             replace_partition(con, "gtm.leads", leads, day)
             replace_partition(con, "gtm.companies", companies, day)
             con.register("day_leads", leads)
@@ -149,6 +156,7 @@ def transformed_leads(
             counts["unclassified_titles"] += con.execute(
                 "SELECT count(*) FROM day_leads WHERE function = 'other'"
             ).fetchone()[0]
+        measured = record_transform_metrics(con, context.run.run_id, context.partition_keys)
     counts["merged_duplicates"] = counts["rows_in"] - counts["leads"]
     lead_metadata = (
         "rows_in",
@@ -160,16 +168,30 @@ def transformed_leads(
     )
     yield dg.MaterializeResult(
         asset_key="leads",
-        metadata={k: dg.MetadataValue.int(counts[k]) for k in lead_metadata},
+        metadata={k: dg.MetadataValue.int(counts[k]) for k in lead_metadata}
+        | stage_metadata(measured["leads"]),
     )
     yield dg.MaterializeResult(
         asset_key="companies",
-        metadata={"companies": dg.MetadataValue.int(counts["companies"])},
+        metadata={"companies": dg.MetadataValue.int(counts["companies"])}
+        | stage_metadata(measured["companies"]),
     )
     for name in LEAD_CHECKS:
-        yield _check(name, "leads", outcomes[name])
+        yield check_result(name, "leads", outcomes[name])
     for name in COMPANY_CHECKS:
-        yield _check(name, "companies", outcomes[name])
+        yield check_result(name, "companies", outcomes[name])
+    leads = measured["leads"]
+    yield check_result(
+        "transformed_within_sla",
+        "leads",
+        [
+            quality.latency_above(
+                leads.latency_p95_s, leads.latency_samples, FRESHNESS_SLA_S, "leads"
+            )
+        ],
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"sla_seconds": dg.MetadataValue.float(FRESHNESS_SLA_S)},
+    )
 
 
 @dg.asset(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from gtm_orchestration.defs.jobs import lead_pipeline_job
+from gtm_orchestration.defs.load.destinations import crm_load_assets
 from gtm_orchestration.defs.resources import EnrichmentResource, WarehouseResource
 from gtm_orchestration.lib.enrichment import refresh_stale_entries
 
@@ -20,8 +21,7 @@ DAYS_METADATA_KEY = "days_to_rederive"
 REDERIVED_ASSETS = [
     dg.AssetKey("leads"),
     dg.AssetKey("companies"),
-    dg.AssetKey("hubspot_companies"),
-    dg.AssetKey("hubspot_contacts"),
+    *(dg.AssetKey(key) for key in crm_load_assets()),
 ]
 
 

@@ -41,12 +41,17 @@ def send_with_retries(
     sleep: Callable[[float], None] = time.sleep,
     before_try: Callable[[], object] | None = None,
     least_wait_s: Callable[[httpx.Response], float | None] | None = None,
+    after_try: Callable[[httpx.Response | None], object] | None = None,
+    retryable: Callable[[httpx.Response], bool] = is_retryable,
 ) -> Attempts:
     """Call ``send`` until it answers something not worth retrying, or ``max_attempts`` tries.
 
     Between tries: ``backoff_base_s * 2^(n-1)`` with jitter (half to all of it), at least
     ``Retry-After`` or what ``least_wait_s`` asks for the response, at most MAX_BACKOFF_S;
-    none after the last try. ``before_try`` runs before every try (a rate limiter's pacing).
+    none after the last try. ``before_try`` runs before every try (a rate limiter's pacing),
+    ``after_try`` after every try with its response (None after a transport error), so a
+    limiter can learn from every answer. ``retryable`` says which answers are worth another
+    try (default: ``is_retryable``).
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -59,8 +64,10 @@ def send_with_retries(
             response = send()
         except httpx.TransportError as exc:
             response, problem = None, f"transport error: {type(exc).__name__}"
-        else:
-            if not is_retryable(response):
+        if after_try is not None:
+            after_try(response)
+        if response is not None:
+            if not retryable(response):
                 return Attempts(response, attempt, "")
             problem = f"HTTP {response.status_code}"
         if attempt < max_attempts:

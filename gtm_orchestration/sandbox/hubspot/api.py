@@ -152,7 +152,7 @@ class HubSpotPortal:
 
 
 def hubspot_router(portal: HubSpotPortal) -> APIRouter:
-    """The ``/crm/v3`` routes of the sandbox portal."""
+    """The ``/crm/v3`` routes of the sandbox portal (``associations_router``: ``/crm/v4``)."""
     router = APIRouter(prefix="/crm/v3")
     store = portal.store
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -47,6 +48,18 @@ _DDL = (
     """
     CREATE INDEX IF NOT EXISTS crm_property_history_by_record
     ON crm_property_history (record_id, property, seq)
+    """,
+    # Each association is kept in both directions, as HubSpot reports it from either side.
+    """
+    CREATE TABLE IF NOT EXISTS crm_associations (
+        from_type TEXT NOT NULL,
+        from_id INTEGER NOT NULL,
+        to_type TEXT NOT NULL,
+        to_id INTEGER NOT NULL,
+        type_id INTEGER NOT NULL,
+        created_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (from_type, from_id, to_type, to_id, type_id)
+    )
     """,
     """
     CREATE TABLE IF NOT EXISTS crm_write_stats (
@@ -195,6 +208,37 @@ class CrmStore:
             result[row["record_id"]][row["property"]].append(entry)
         return result
 
+    def existing_ids(self, object_type: str, record_ids: Iterable[int]) -> set[int]:
+        """Those of ``record_ids`` that name a record of ``object_type``."""
+        ids = sorted(set(record_ids))
+        if not ids:
+            return set()
+        with self._database.reading() as connection:
+            rows = connection.execute(
+                f"SELECT id FROM crm_records WHERE object_type = ? AND id IN ({_marks(ids)})",
+                [object_type, *ids],
+            ).fetchall()
+        return {row["id"] for row in rows}
+
+    def associations(
+        self, from_type: str, from_ids: Sequence[int], to_type: str
+    ) -> dict[int, list[tuple[int, int]]]:
+        """Each record's associated ``to_type`` records as (record id, association type id),
+        in record id order; [] for a record with none."""
+        found: dict[int, list[tuple[int, int]]] = {record_id: [] for record_id in from_ids}
+        if not from_ids:
+            return found
+        with self._database.reading() as connection:
+            rows = connection.execute(
+                f"SELECT from_id, to_id, type_id FROM crm_associations "
+                f"WHERE from_type = ? AND to_type = ? AND from_id IN ({_marks(from_ids)}) "
+                f"ORDER BY from_id, to_id, type_id",
+                [from_type, to_type, *from_ids],
+            ).fetchall()
+        for row in rows:
+            found[row["from_id"]].append((row["to_id"], row["type_id"]))
+        return found
+
     def write_counts(self) -> dict[str, dict[str, int]]:
         """Records created and changed so far, by object type."""
         counts = {
@@ -221,12 +265,12 @@ class CrmStore:
         written_at = now_ms()
         results = []
         with self._database.transaction() as connection:
+            changes = _Changes(source, written_at)
             for unique_value, values in inputs:
                 existing = _lookup(connection, object_type, unique_value, True)
                 merged = {**values, unique_property: unique_value}
-                results.append(
-                    self._apply(connection, object_type, existing, merged, source, written_at)
-                )
+                results.append(self._apply(connection, object_type, existing, merged, changes))
+            changes.save(connection, object_type)
         return results
 
     def write(
@@ -240,6 +284,7 @@ class CrmStore:
         written_at = now_ms()
         results: list[WriteResult | None] = []
         with self._database.transaction() as connection:
+            changes = _Changes(source, written_at)
             for plan in planned:
                 existing = None
                 if plan.record_id is not None:
@@ -247,14 +292,35 @@ class CrmStore:
                     if existing is None:
                         results.append(None)
                         continue
-                results.append(
-                    self._apply(connection, object_type, existing, plan.values, source, written_at)
-                )
+                results.append(self._apply(connection, object_type, existing, plan.values, changes))
+            changes.save(connection, object_type)
         return results
 
-    def reset(self) -> None:
-        """Delete every record, its history and the write counts."""
+    def associate(
+        self,
+        from_type: str,
+        to_type: str,
+        pairs: Sequence[tuple[int, int]],
+        type_id: int,
+        reverse_type_id: int,
+    ) -> None:
+        """Associate each (from id, to id) pair both ways, in one transaction; a pair already
+        associated is left as it is."""
+        written_at = now_ms()
+        rows = [(from_type, f, to_type, t, type_id, written_at) for f, t in pairs]
+        rows += [(to_type, t, from_type, f, reverse_type_id, written_at) for f, t in pairs]
         with self._database.transaction() as connection:
+            connection.executemany(
+                "INSERT OR IGNORE INTO crm_associations "
+                "(from_type, from_id, to_type, to_id, type_id, created_at_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def reset(self) -> None:
+        """Delete every record, its history and associations, and the write counts."""
+        with self._database.transaction() as connection:
+            connection.execute("DELETE FROM crm_associations")
             connection.execute("DELETE FROM crm_records")
             connection.execute("DELETE FROM crm_property_history")
             connection.execute("DELETE FROM crm_write_stats")
@@ -265,10 +331,10 @@ class CrmStore:
         object_type: str,
         existing: CrmRecord | None,
         values: Mapping[str, str],
-        source: WriteSource,
-        written_at: int,
+        batch: _Changes,
     ) -> WriteResult:
         unique_property = self._unique_properties[object_type]
+        written_at = batch.written_at
         current = existing.properties if existing is not None else {}
         changes = {name: value for name, value in values.items() if current.get(name, "") != value}
         if existing is not None and not changes:
@@ -304,31 +370,42 @@ class CrmStore:
             "WHERE id = ?",
             (properties.get(unique_property), json.dumps(properties), written_at, record_id),
         )
+        batch.history += [(record_id, name, value) for name, value in changes.items()]
+        batch.kinds["created" if existing is None else "updated"] += 1
+        record = CrmRecord(record_id, object_type, properties, created_at, written_at)
+        return WriteResult(record, created=existing is None, changed=True)
+
+
+@dataclass
+class _Changes:
+    """The history entries and write counts of one transaction, saved together at its end
+    (one statement each rather than one per record)."""
+
+    source: WriteSource
+    written_at: int
+    history: list[tuple[int, str, str]] = field(default_factory=list)
+    kinds: Counter[str] = field(default_factory=Counter)
+
+    def save(self, connection: sqlite3.Connection, object_type: str) -> None:
+        source = self.source
         connection.executemany(
             "INSERT INTO crm_property_history "
             "(record_id, property, value, timestamp_ms, source_type, source_id, updated_by_user_id)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (
-                    record_id,
-                    name,
-                    value,
-                    written_at,
-                    source.source_type,
-                    source.source_id,
-                    source.updated_by_user_id,
-                )
-                for name, value in changes.items()
+                (record_id, name, value, self.written_at, *_source_columns(source))
+                for record_id, name, value in self.history
             ],
         )
-        kind = "created" if existing is None else "updated"
-        connection.execute(
-            "INSERT INTO crm_write_stats (object_type, kind, count) VALUES (?, ?, 1) "
-            "ON CONFLICT (object_type, kind) DO UPDATE SET count = count + 1",
-            (object_type, kind),
+        connection.executemany(
+            "INSERT INTO crm_write_stats (object_type, kind, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (object_type, kind) DO UPDATE SET count = count + excluded.count",
+            [(object_type, kind, count) for kind, count in self.kinds.items()],
         )
-        record = CrmRecord(record_id, object_type, properties, created_at, written_at)
-        return WriteResult(record, created=existing is None, changed=True)
+
+
+def _source_columns(source: WriteSource) -> tuple[str, str | None, int | None]:
+    return source.source_type, source.source_id, source.updated_by_user_id
 
 
 def _lookup(
