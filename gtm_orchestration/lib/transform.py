@@ -346,9 +346,11 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
     )
     # The lookup holds only the other addresses: a plain one finds no row.
     email_join = f"LEFT JOIN {emails} AS e ON {join_on('e', ['r.email'])}"
-    email = f"CASE WHEN {plain} THEN lower(r.email) ELSE e.v END"
+    # A row the lookup does not hold has a plain address: the test is the join, not the
+    # regular expression again (an empty address is not held either, and stays empty).
+    email = "CASE WHEN e.k0 IS NULL THEN lower(r.email) ELSE e.v END"
     # The records of one person are merged on the identity of their address.
-    identity = f"CASE WHEN {plain} THEN lower(r.email) ELSE coalesce(e.identity, e.v) END"
+    identity = "CASE WHEN e.k0 IS NULL THEN lower(r.email) ELSE coalesce(e.identity, e.v) END"
     website = _lookup(con, raw, "wd", ["website"], _website_domain, [("v", _S)])
     country = _lookup(
         con, raw, "ct", ["country"], _country, [("name", _S), ("code", _S), ("flag", _S)]
@@ -423,7 +425,7 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
         )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE t_other_emails AS "
-        f"SELECT DISTINCT email FROM {raw} AS r WHERE NOT {plain}"
+        f"SELECT k0 AS email FROM {emails} WHERE k0 IS NOT NULL"
     )
     # Most emails have one row, taken as it is; only the rows of repeated emails are merged.
     con.execute(
