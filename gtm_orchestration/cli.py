@@ -127,8 +127,11 @@ def _cmd_dlq_list(args: argparse.Namespace) -> int:
 
 def _cmd_dlq_replay(args: argparse.Namespace) -> int:
     from gtm_orchestration.lib.connectors.hubspot import HubSpotClient
+    from gtm_orchestration.lib.connectors.salesforce import SalesforceClient
     from gtm_orchestration.lib.crm_sync import DESTINATION, replay_dead_letters
     from gtm_orchestration.lib.dlq import dead_letters
+    from gtm_orchestration.lib.salesforce_sync import DESTINATION as SALESFORCE
+    from gtm_orchestration.lib.salesforce_sync import replay_dead_letters as replay_salesforce
     from gtm_orchestration.lib.warehouse import Warehouse
 
     settings = Settings.from_env()
@@ -141,25 +144,40 @@ def _cmd_dlq_replay(args: argparse.Namespace) -> int:
         if unknown:
             print(f"not pending dead letters: {', '.join(map(str, unknown))}", file=sys.stderr)
             return 2
-    others = sorted({letter.destination for letter in pending} - {DESTINATION})
+    by_destination: dict[str, list[int]] = {}
+    for letter in pending:
+        by_destination.setdefault(letter.destination, []).append(letter.id)
+    others = sorted(set(by_destination) - {DESTINATION, SALESFORCE})
     if others:
         print(f"no replay for destination {', '.join(others)}; left queued", file=sys.stderr)
-    ids = [letter.id for letter in pending if letter.destination == DESTINATION]
-    if not ids:
+    if not by_destination.get(DESTINATION) and not by_destination.get(SALESFORCE):
         print("nothing to replay")
         return 1 if others else 0
     replay_id = f"dlq-replay-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
-    with HubSpotClient(settings.hubspot_base_url, settings.hubspot_access_token) as client:
-        summaries = replay_dead_letters(client, warehouse.connect, ids, run_id=replay_id)
     still_failing = 0
-    for stream, summary in summaries.items():
-        print(
-            f"{stream}: {summary.dead_letters_retried} replayed, "
-            f"{summary.dead_letters_resolved} delivered, {summary.dead_lettered} still failing"
-        )
-        for error in summary.errors[:20]:
-            print(f"  {error}")
-        still_failing += summary.dead_lettered
+    if by_destination.get(DESTINATION):
+        ids = by_destination[DESTINATION]
+        with HubSpotClient(settings.hubspot_base_url, settings.hubspot_access_token) as client:
+            summaries = replay_dead_letters(client, warehouse.connect, ids, run_id=replay_id)
+        for stream, summary in summaries.items():
+            print(
+                f"{stream}: {summary.dead_letters_retried} replayed, "
+                f"{summary.dead_letters_resolved} delivered, {summary.dead_lettered} still failing"
+            )
+            for error in summary.errors[:20]:
+                print(f"  {error}")
+            still_failing += summary.dead_lettered
+    if by_destination.get(SALESFORCE):
+        ids = by_destination[SALESFORCE]
+        url, token = settings.salesforce_instance_url, settings.salesforce_access_token
+        with SalesforceClient(url, token) as client:
+            replayed = replay_salesforce(client, warehouse.connect, ids, run_id=replay_id)
+        for stream, result in replayed.items():
+            failing = len(result.failures)
+            print(f"salesforce {stream}: {result.payloads} replayed, {failing} still failing")
+            for error in result.errors[:20]:
+                print(f"  {error}")
+            still_failing += failing
     return 1 if still_failing or others else 0
 
 

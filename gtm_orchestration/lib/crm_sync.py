@@ -156,17 +156,23 @@ def payloads_for_keys(
 ) -> dict[str, Payload]:
     """The current payload of each of ``keys`` (lower case) that ``stream``'s table holds,
     from its newest day, built with the current mapping."""
-    wanted = sorted({key.lower() for key in keys})
-    if not wanted or stream.table is None:
+    if stream.table is None:
         return {}
-    rows = con.sql(
-        f"SELECT * FROM {stream.table} "
-        f"WHERE lower({stream.key_column}) IN (SELECT unnest(?::VARCHAR[])) "
-        f"QUALIFY row_number() OVER (PARTITION BY lower({stream.key_column}) "
+    rows = rows_for_keys(con, stream.table, stream.key_column, keys)
+    return {payload.key.lower(): payload for payload in _payloads(rows, stream)}
+
+
+def rows_for_keys(
+    con: duckdb.DuckDBPyConnection, table: str, key_column: str, keys: Iterable[str]
+) -> pa.Table:
+    """The newest row (by landing day) of ``table`` of each of ``keys`` (any case) it holds."""
+    wanted = sorted({key.lower() for key in keys})
+    return con.sql(
+        f"SELECT * FROM {table} WHERE lower({key_column}) IN (SELECT unnest(?::VARCHAR[])) "
+        f"QUALIFY row_number() OVER (PARTITION BY lower({key_column}) "
         "ORDER BY partition_date DESC) = 1",
         params=[wanted],
     ).to_arrow_table()
-    return {payload.key.lower(): payload for payload in _payloads(rows, stream)}
 
 
 def _payloads(rows: pa.Table, stream: LoadStream) -> list[Payload]:

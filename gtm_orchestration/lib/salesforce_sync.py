@@ -33,9 +33,11 @@ import duckdb
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from gtm_orchestration.lib import dlq
 from gtm_orchestration.lib.config import ConfigError, config_path, load_model
 from gtm_orchestration.lib.connectors.salesforce import SalesforceClient
 from gtm_orchestration.lib.crm_schema import ObjectType, Payload, payload_table, portal_schema
+from gtm_orchestration.lib.crm_sync import rows_for_keys
 from gtm_orchestration.lib.transform import COMPANY_COLUMNS, LEAD_COLUMNS
 
 DESTINATION = "salesforce"
@@ -286,3 +288,86 @@ def _digest(payload: Payload, provenance: Sequence[str]) -> str:
     send it again."""
     content = {f: v for f, v in payload.properties.items() if f not in provenance}
     return Payload(payload.key, content).digest
+
+
+DESTINATION = "salesforce"
+# Where each stream's records are rebuilt from, and their key column.
+SOURCES: dict[str, tuple[str, str]] = {
+    "companies": ("gtm.companies", "domain"),
+    "contacts": ("gtm.leads", "email"),
+}
+
+
+def deliver_to_salesforce(
+    client: SalesforceClient,
+    connect: Connect,
+    object_type: ObjectType,
+    rows: pa.Table,
+    *,
+    retry: Sequence[int] = (),
+    run_id: str | None = None,
+) -> SalesforceSyncSummary:
+    """Sync ``rows`` of ``object_type`` plus the records of the dead letters ``retry`` (ids
+    of pending letters of this stream), each rebuilt from the warehouse's newest data, so a
+    data or mapping fix reaches Salesforce. What Salesforce does not write is queued in
+    ``gtm.dead_letters`` (destination ``salesforce``); a retried letter whose record it
+    confirmed leaves the queue. Returns the sync's summary."""
+    table, key_column = SOURCES[object_type]
+    letters: list[dlq.DeadLetter] = []
+    with connect() as con:
+        if retry:
+            letters = dlq.dead_letters(con, ids=retry, destination=DESTINATION, stream=object_type)
+        if letters:
+            present = {key.lower() for key in rows.column(key_column).to_pylist() if key}
+            keys = [
+                letter.record_key for letter in letters if letter.record_key.lower() not in present
+            ]
+            again = rows_for_keys(con, table, key_column, keys).select(rows.column_names)
+            rows = pa.concat_tables([rows, again.cast(rows.schema)])
+    summary = sync_rows_to_salesforce(client, connect, object_type, rows, run_id=run_id)
+    failed = {failure.record_key.lower() for failure in summary.failures}
+    delivered = [letter.record_key for letter in letters if letter.record_key.lower() not in failed]
+    now = datetime.now(UTC)
+    with connect() as con:
+        dlq.record_failures(
+            con,
+            destination=DESTINATION,
+            stream=object_type,
+            object_type=object_type,
+            source_table=table,
+            run_id=run_id,
+            failures=[
+                dlq.Failure(f.record_key, f.payload, f.category, f.error_code, f.error)
+                for f in summary.failures
+            ],
+            now=now,
+        )
+        dlq.resolve(
+            con,
+            destination=DESTINATION,
+            stream=object_type,
+            keys=delivered,
+            status="delivered",
+            now=now,
+        )
+    return summary
+
+
+def replay_dead_letters(
+    client: SalesforceClient, connect: Connect, ids: Sequence[int], *, run_id: str | None = None
+) -> dict[str, SalesforceSyncSummary]:
+    """Send the pending Salesforce dead letters ``ids`` again, rebuilt from the warehouse's
+    current data (accounts before contacts); returns each stream's summary."""
+    with connect() as con:
+        letters = dlq.dead_letters(con, ids=ids, destination=DESTINATION)
+    summaries = {}
+    for stream in ("companies", "contacts"):
+        wanted = [letter.id for letter in letters if letter.stream == stream]
+        if wanted:
+            table, _ = SOURCES[stream]
+            with connect() as con:
+                empty = con.sql(f"SELECT * FROM {table} LIMIT 0").to_arrow_table()
+            summaries[stream] = deliver_to_salesforce(
+                client, connect, stream, empty, retry=wanted, run_id=run_id
+            )
+    return summaries

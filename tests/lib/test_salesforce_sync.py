@@ -9,11 +9,15 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from gtm_orchestration.lib import dlq
 from gtm_orchestration.lib.config import ConfigError
 from gtm_orchestration.lib.connectors.salesforce import SalesforceClient
+from gtm_orchestration.lib.partitioned_tables import replace_partition
 from gtm_orchestration.lib.salesforce_sync import (
     SalesforceFieldMap,
     SalesforceObjectMap,
+    deliver_to_salesforce,
+    replay_dead_letters,
     salesforce_field_map,
     salesforce_payloads,
     sync_rows_to_salesforce,
@@ -326,3 +330,42 @@ def test_a_field_map_naming_an_unknown_column_is_refused(tmp_path: Path) -> None
         message
     )
     assert "expected one of email, first_name" in message
+
+
+def test_refused_records_wait_in_the_queue_until_the_fixed_data_is_replayed(
+    salesforce: SalesforceClient, warehouse: Warehouse
+) -> None:
+    day = "2026-11-20"
+    with warehouse.connect() as con:
+        replace_partition(
+            con,
+            "gtm.leads",
+            lead_rows({"email": "ada@acme.io"}, {"email": "bob@acme.io", "seniority": "boss"}),
+            day,
+        )
+        rows = con.sql("SELECT * FROM gtm.leads").to_arrow_table()
+    first = deliver_to_salesforce(salesforce, warehouse.connect, "contacts", rows, run_id="r1")
+    assert (first.created, first.failed) == (1, 1)
+    with warehouse.connect() as con:
+        (letter,) = dlq.dead_letters(con, destination="salesforce")
+    assert (letter.record_key, letter.category) == ("bob@acme.io", "permanent")
+    assert "boss" in letter.error and "GTM_Seniority__c" in letter.error
+
+    # The data is fixed in the warehouse; the replay rebuilds the record from it.
+    with warehouse.connect() as con:
+        replace_partition(
+            con,
+            "gtm.leads",
+            lead_rows({"email": "ada@acme.io"}, {"email": "bob@acme.io", "seniority": "vp"}),
+            day,
+        )
+    replayed = replay_dead_letters(salesforce, warehouse.connect, [letter.id], run_id="replay")
+    assert replayed["contacts"].created == 1 and not replayed["contacts"].failures
+    bob = salesforce.record_by_external_id("Contact", "GTM_Email__c", "bob@acme.io")
+    assert bob is not None and bob["GTM_Seniority__c"] == "vp"
+    with warehouse.connect() as con:
+        assert dlq.dead_letters(con, destination="salesforce") == []
+        (status,) = con.execute("SELECT status FROM gtm.dead_letters").fetchone()
+    assert status == "delivered"
+    # Nothing is pending any more: a second replay sends nothing.
+    assert replay_dead_letters(salesforce, warehouse.connect, [letter.id]) == {}

@@ -8,8 +8,6 @@ every record failed fails it. The Salesforce org has a pool of its own, so concu
 load it one step at a time.
 """
 
-from datetime import UTC, datetime
-
 import dagster as dg
 
 from gtm_orchestration.defs.observability import stage_metadata
@@ -20,10 +18,13 @@ from gtm_orchestration.lib import dlq
 from gtm_orchestration.lib.crm_schema import ObjectType
 from gtm_orchestration.lib.crm_sync import rows_for_days
 from gtm_orchestration.lib.metrics import record_load_metrics
-from gtm_orchestration.lib.salesforce_sync import SalesforceSyncSummary, sync_rows_to_salesforce
+from gtm_orchestration.lib.salesforce_sync import (
+    DESTINATION,
+    SalesforceSyncSummary,
+    deliver_to_salesforce,
+)
 
 SALESFORCE_POOL = "salesforce"
-DESTINATION = "salesforce"
 
 
 def load_days(
@@ -37,25 +38,18 @@ def load_days(
     """Upsert the run's days of ``table`` into Salesforce and queue what was not written."""
     with warehouse.connect() as con:
         rows = rows_for_days(con, table, key_column, context.partition_keys)
+        # Records Salesforce never processed on an earlier load are sent again with these.
+        retry = [
+            letter.id
+            for letter in dlq.dead_letters(
+                con, destination=DESTINATION, stream=object_type, category="transient"
+            )
+        ]
     with salesforce.client() as client:
-        summary = sync_rows_to_salesforce(
-            client, warehouse.connect, object_type, rows, run_id=context.run.run_id
+        summary = deliver_to_salesforce(
+            client, warehouse.connect, object_type, rows, retry=retry, run_id=context.run.run_id
         )
-    failures = [
-        dlq.Failure(f.record_key, f.payload, f.category, f.error_code, f.error)
-        for f in summary.failures
-    ]
     with warehouse.connect() as con:
-        dlq.record_failures(
-            con,
-            destination=DESTINATION,
-            stream=summary.object_type,
-            object_type=object_type,
-            source_table=table,
-            run_id=context.run.run_id,
-            failures=failures,
-            now=datetime.now(UTC),
-        )
         metrics = record_load_metrics(
             con,
             run_id=context.run.run_id,
@@ -69,7 +63,7 @@ def load_days(
             records_out=summary.created + summary.updated + summary.unchanged,
             rejected=summary.failed,
             failed=summary.not_delivered,
-            dead_lettered=len(failures),
+            dead_lettered=len(summary.failures),
         )
     for error in summary.errors[:20]:
         context.log.warning(error)
