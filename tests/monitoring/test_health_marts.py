@@ -3,47 +3,20 @@ a real run filled, and they answer "how much flowed, how much failed, how late".
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 
-from gtm_orchestration.defs.warehouse.dbt import DBT_PROJECT_DIR, dbt_environment
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 from tests.conftest import Crm, drop_file
 from tests.e2e.pipeline import launch, sensor_runs
 from tests.monitoring.test_metrics_pipeline import LEADS
+from tests.warehouse.dbt_runs import dbt_build
 
 HEALTH_MARTS = ("mart_stage_health", "mart_source_health", "mart_destination_health")
-
-
-def build_health_marts(warehouse: Warehouse, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``dbt build`` of the health marts and everything they read, with their tests, as the
-    warehouse location runs it; target and logs under ``tmp_path``."""
-    selection = [f"+{mart}" for mart in (*HEALTH_MARTS, "mart_lead_funnel")]
-    command = [
-        str(Path(sys.executable).parent / "dbt"),
-        "build",
-        "--select",
-        *selection,
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target-path",
-        str(tmp_path / "dbt_target"),
-        "--log-path",
-        str(tmp_path / "dbt_logs"),
-    ]
-    env = os.environ | dbt_environment(warehouse.url)
-    return subprocess.run(
-        command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 def test_health_marts_report_throughput_errors_and_latency(
@@ -65,7 +38,7 @@ def test_health_marts_report_throughput_errors_and_latency(
             "'permanent', 'INVALID_OPTION', 'refused', 1, now(), now(), 'pending')"
         )
 
-    built = build_health_marts(warehouse, tmp_path)
+    built = dbt_build(warehouse, tmp_path, *HEALTH_MARTS, "mart_lead_funnel")
     assert built.returncode == 0, built.stdout + built.stderr
     # The marts' own tests ran too: none failed.
     assert "ERROR=0" in built.stdout and "PASS=" in built.stdout

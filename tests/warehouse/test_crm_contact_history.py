@@ -3,18 +3,15 @@ append-only change log, and "what did the CRM hold last Tuesday" is one query.""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from gtm_orchestration.defs.warehouse.dbt import DBT_PROJECT_DIR, dbt_environment
 from gtm_orchestration.lib.crm_changes import ContactChange, record_changes
 from gtm_orchestration.lib.warehouse import Warehouse
+from tests.warehouse.dbt_runs import dbt_build
 
 MONDAY = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 AS_OF = """
@@ -113,32 +110,8 @@ def warehouse(tmp_path: Path) -> Warehouse:
     return warehouse
 
 
-def build_history(warehouse: Warehouse, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    """``dbt build`` of the history and everything it reads, with its tests, as the
-    warehouse location runs it; target and logs under ``tmp_path``."""
-    dbt = Path(sys.executable).parent / "dbt"
-    command = [
-        str(dbt),
-        "build",
-        "--select",
-        "+crm_contact_property_history",
-        "--project-dir",
-        str(DBT_PROJECT_DIR),
-        "--profiles-dir",
-        str(DBT_PROJECT_DIR),
-        "--target-path",
-        str(tmp_path / "dbt_target"),
-        "--log-path",
-        str(tmp_path / "dbt_logs"),
-    ]
-    env = os.environ | dbt_environment(warehouse.url)
-    return subprocess.run(
-        command, cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True, timeout=300
-    )
-
-
 def test_the_crm_as_of_a_past_moment_is_a_query(warehouse: Warehouse, tmp_path: Path) -> None:
-    built = build_history(warehouse, tmp_path)
+    built = dbt_build(warehouse, tmp_path, "crm_contact_property_history")
     assert built.returncode == 0, built.stdout + built.stderr
     # The history's own tests ran too: none failed.
     assert "ERROR=0" in built.stdout and "PASS=" in built.stdout
