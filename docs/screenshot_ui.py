@@ -29,8 +29,8 @@ UI = "http://127.0.0.1:3000"
 # What a GTM engineer opens to see throughput, errors and latency: the load's metadata
 # plotted over its materializations, the extraction's, and the runs.
 PAGES = {
-    "ui-load-plots.png": "/assets/hubspot_contacts?view=plots",
-    "ui-extract-plots.png": "/assets/raw_lead_rows?view=plots",
+    "ui-load-plots.png": "/assets/hubspot_contacts?view=events",
+    "ui-extract-plots.png": "/assets/raw_lead_rows?view=events",
     "ui-runs.png": "/runs",
 }
 # Chromium's own connections are refused by a machine without internet; these flags keep
