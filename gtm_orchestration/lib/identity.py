@@ -13,6 +13,7 @@ from typing import Annotated
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
 
 from gtm_orchestration.lib.batch import distinct_lookup, join_on
@@ -109,6 +110,10 @@ def remember_identities(con: duckdb.DuckDBPyConnection, leads: pa.Table) -> pa.T
     con.unregister(lookup)
     if not renamed:
         return leads
-    emails = [renamed.get(email, email) for email in leads.column("email").to_pylist()]
+    emails = leads.column("email")
+    earlier = pa.array(list(renamed), pa.string())
+    first_seen = pc.take(
+        pa.array(list(renamed.values()), pa.string()), pc.index_in(emails, earlier)
+    )
     position = leads.schema.get_field_index("email")
-    return leads.set_column(position, "email", pa.array(emails, pa.string()))
+    return leads.set_column(position, "email", pc.coalesce(first_seen, emails))
