@@ -9,6 +9,11 @@ waits. A run is handed to a waiting worker, so it starts executing at once. Ever
 gets a process of its own, and a worker whose code changed on disk while it waited reloads
 before it runs.
 
+Starting a worker costs a few seconds of CPU. While another worker still waits, the
+replacement of a taken worker is started only once the run it took has ended (or after
+``top_up_delay_seconds``), so on a small machine the new worker's imports do not compete
+with the run for the CPU. With no worker left waiting, the replacement starts at once.
+
 Configured in ``dagster.yaml``::
 
     run_launcher:
@@ -22,6 +27,7 @@ coordinator); workers are its children and exit when it does. Termination and ru
 health checks act on the worker's process id, recorded as run tags, on the same host.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -58,13 +64,17 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
         inst_data: ConfigurableClassData | None = None,
         warm_up: list[str] | None = None,
         spares: int = 1,
+        top_up_delay_seconds: float = 30.0,
     ):
         self._inst_data = inst_data
         self._warm_up = list(warm_up or [])
         self._spares = check.int_param(spares, "spares")
+        self._top_up_delay_s = float(top_up_delay_seconds)
         self._lock = threading.Lock()
+        self._top_up_lock = threading.Lock()
         self._waiting: dict[WorkerKey, list[subprocess.Popen[bytes]]] = {}
         self._running: dict[str, subprocess.Popen[bytes]] = {}
+        self._disposed = False
         super().__init__()
 
     @property
@@ -86,6 +96,13 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
                 default_value=1,
                 description="Workers kept waiting per code location.",
             ),
+            "top_up_delay_seconds": Field(
+                float,
+                is_required=False,
+                default_value=30.0,
+                description="While a worker still waits, how long the replacement of a taken "
+                "worker may wait for the run it took to end before it is started anyway.",
+            ),
         }
 
     @classmethod
@@ -96,6 +113,7 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
             inst_data=inst_data,
             warm_up=config_value.get("warm_up"),
             spares=config_value.get("spares", 1),
+            top_up_delay_seconds=config_value.get("top_up_delay_seconds", 30.0),
         )
 
     def launch_run(self, context: LaunchRunContext) -> None:
@@ -113,7 +131,19 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
         self._instance.add_run_tags(
             run.run_id, {WORKER_PID_TAG: str(worker.pid), WORKER_HOST_TAG: socket.gethostname()}
         )
-        self._top_up(key)
+        with self._lock:
+            still_waiting = bool(self._waiting.get(key))
+        if still_waiting:
+            # The next run has a worker: start the replacement once this run is over.
+            threading.Thread(target=self._top_up_after, args=(key, worker), daemon=True).start()
+        else:
+            self._top_up(key)
+
+    def _top_up_after(self, key: WorkerKey, worker: subprocess.Popen[bytes]) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            worker.wait(timeout=self._top_up_delay_s)
+        if not self._disposed:
+            self._top_up(key)
 
     def terminate(self, run_id: str) -> bool:
         run = self._instance.get_run_by_id(run_id)
@@ -162,6 +192,7 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
     def dispose(self) -> None:
         """Retire the waiting workers: an empty line tells them to exit."""
         with self._lock:
+            self._disposed = True
             waiting = [w for workers in self._waiting.values() for w in workers]
             self._waiting.clear()
         for worker in waiting:
@@ -183,12 +214,15 @@ class PrestartedRunLauncher(RunLauncher, ConfigurableClass):
         return self._start_worker(key)
 
     def _top_up(self, key: WorkerKey) -> None:
-        with self._lock:
-            missing = self._spares - len(self._waiting.setdefault(key, []))
-        for _ in range(missing):
-            worker = self._start_worker(key)
+        # One top-up at a time: a delayed one and an immediate one must not both start the
+        # missing workers.
+        with self._top_up_lock:
             with self._lock:
-                self._waiting[key].append(worker)
+                missing = self._spares - len(self._waiting.setdefault(key, []))
+            for _ in range(missing):
+                worker = self._start_worker(key)
+                with self._lock:
+                    self._waiting[key].append(worker)
 
     def _start_worker(self, key: WorkerKey) -> subprocess.Popen[bytes]:
         executable, code_pointer = key

@@ -33,6 +33,11 @@ def stage_metadata(metrics: StageMetrics) -> dict[str, dg.MetadataValue]:
     }
 
 
+def selected_checks(context: dg.AssetExecutionContext) -> set[str]:
+    """Names of the checks the run asked the step for."""
+    return {key.name for key in context.selected_asset_check_keys}
+
+
 def check_result(
     name: str,
     asset: str,

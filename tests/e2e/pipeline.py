@@ -21,11 +21,19 @@ def sensor_runs(instance: dg.DagsterInstance, cursor: str | None = None) -> tupl
 def launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     """Execute a run request of the sensor on the instance, as the daemon would launch it."""
     job = defs.resolve_job_def("lead_pipeline")
+    selection = request.asset_selection
+    if request.asset_check_keys is not None:
+        # The request leaves out checks: run the subset the daemon would.
+        assets = selection or job.asset_layer.selected_asset_keys
+        job = job.get_subset(
+            asset_selection=set(assets), asset_check_selection=set(request.asset_check_keys)
+        )
+        selection = None
     return job.execute_in_process(
         instance=instance,
         partition_key=request.partition_key,
         tags=dict(request.tags) | {"dagster/run_key": request.run_key or ""},
-        asset_selection=request.asset_selection,
+        asset_selection=selection,
         raise_on_error=False,
     )
 

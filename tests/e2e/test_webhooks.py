@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from gtm_orchestration.definitions import defs
+from gtm_orchestration.defs.extract.sensors import WARNING_CHECKS_EVERY_S, landed_run_requests
 from gtm_orchestration.defs.resources import RESOURCES
 from gtm_orchestration.lib.engagement import score_engagement
+from gtm_orchestration.lib.landing import scan_lead_webhook_batches
 from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.receiver.signatures import gtm_signature
 from gtm_orchestration.settings import SANDBOX_WEBHOOK_SECRET, Settings
@@ -144,6 +146,53 @@ def test_form_fills_become_contacts_and_signals_score_them_once(
     assert jo["gtm_engagement_score"] == str(expected)
     assert contacts["li@initech.com"]["country"] == "Germany"
     assert contacts["li@initech.com"].get("gtm_engagement_score") is None
+
+
+def _evaluations(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {
+        e.event_specific_data.check_name: e.event_specific_data.passed
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+
+
+def test_form_runs_carry_the_warning_checks_once_in_ten_minutes(
+    settings: Settings, crm: Crm, receiver: httpx.Client
+) -> None:
+    sensor = defs.resolve_sensor_def("webhook_batch_sensor")
+    blocking = {"required_fields_present", "emails_unique", "emails_valid"}
+    blocking |= {"enumerations_valid", "domains_unique", "domains_well_formed"}
+    warnings = {"landed_within_sla", "rejected_share_below_threshold", "transformed_within_sla"}
+    cursor, evaluated = None, []
+    with dg.instance_for_test() as instance:
+        for n in (1, 2):
+            form = {"event_id": f"f-{n}", "email": f"lead{n}@hooli.com", "first_name": "Jo"}
+            assert post(receiver, "/webhooks/forms/leads", form).status_code == 200
+            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES)
+            result = sensor(context)
+            cursor = result.cursor
+            (request,) = result.run_requests
+            run = launch(instance, request)
+            assert run.success
+            evaluated.append(_evaluations(run))
+    # The first run checks everything; the next, minutes later, only what holds the load.
+    assert blocking | warnings <= set(evaluated[0])
+    assert set(evaluated[1]) == blocking
+    assert all(evaluated[1].values())
+    emails = sorted(c["properties"]["email"] for c in crm.all("contacts", "email"))
+    assert emails == ["lead1@hooli.com", "lead2@hooli.com"]
+    # Ten minutes after the last run that carried them, the warnings come back.
+    checked_at = json.loads(cursor)["warning_checks_at"]
+    earlier = json.dumps({"mtime_ns": 0, "paths": [], "warning_checks_at": checked_at})
+    item = scan_lead_webhook_batches(settings.landing_dir)[0]
+    for now, carried in (
+        (checked_at + WARNING_CHECKS_EVERY_S - 1, False),
+        (checked_at + WARNING_CHECKS_EVERY_S, True),
+    ):
+        (request,), _ = landed_run_requests(
+            [item], earlier, "webhook", WARNING_CHECKS_EVERY_S, now=now
+        )
+        assert (request.asset_check_keys is None) == carried
 
 
 def test_backfill_over_a_date_range_reprocesses_the_landing_zone(

@@ -2,14 +2,17 @@
 
 import hashlib
 import json
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
+from gtm_orchestration.defs.extract.assets import CHECKS as EXTRACT_CHECKS
 from gtm_orchestration.defs.jobs import lead_pipeline_job
 from gtm_orchestration.defs.load.destinations import crm_destination, crm_load_assets
 from gtm_orchestration.defs.resources import LandingZoneResource
+from gtm_orchestration.defs.transform.assets import CHECKS as TRANSFORM_CHECKS
 from gtm_orchestration.lib.landing import LandedItem, scan_dropped_files, scan_lead_webhook_batches
 
 
@@ -26,12 +29,15 @@ def _new_items(items: list[LandedItem], cursor: str | None) -> list[LandedItem]:
     ]
 
 
-def _advance(items: list[LandedItem], cursor: str | None) -> str:
+def _advance(items: list[LandedItem], cursor: str | None, checks_at: float | None) -> str:
     state = json.loads(cursor) if cursor else {"mtime_ns": 0, "paths": []}
     newest = max([state["mtime_ns"], *(i.mtime_ns for i in items)])
     paths = set(state["paths"]) if newest == state["mtime_ns"] else set()
     paths |= {str(i.path) for i in items if i.mtime_ns == newest}
-    return json.dumps({"mtime_ns": newest, "paths": sorted(paths)})
+    advanced: dict = {"mtime_ns": newest, "paths": sorted(paths)}
+    if checks_at is not None:
+        advanced["warning_checks_at"] = checks_at
+    return json.dumps(advanced)
 
 
 def cursor_day(cursor: str | None) -> str | None:
@@ -56,6 +62,20 @@ _EXTRACT_ASSETS = (
 )
 
 
+# The checks that hold the CRM load back run in every run. The warning-level ones re-read the
+# whole landing day (duplicates, freshness, rejection share); on the real-time path they
+# run with the first webhook run of every WARNING_CHECKS_EVERY_S (file drops always carry
+# them), which keeps a form fill's run short. gtm.stage_metrics still measures every run,
+# and the error-rate and latency alerts read those.
+WARNING_CHECKS_EVERY_S = 600.0
+_BLOCKING_CHECKS = [spec.key for spec in (*EXTRACT_CHECKS, *TRANSFORM_CHECKS) if spec.blocking]
+
+
+def blocking_checks_of(assets: list[dg.AssetKey] | None) -> list[dg.AssetCheckKey]:
+    """The blocking checks of ``assets`` (None: of every asset)."""
+    return [k for k in _BLOCKING_CHECKS if assets is None or k.asset_key in assets]
+
+
 def assets_for(items: list[LandedItem]) -> list[dg.AssetKey] | None:
     """The assets a run over ``items`` must materialize (None: the whole job)."""
     kinds = {i.source.split("/", 1)[0] if i.is_webhook_batch else "files" for i in items}
@@ -67,12 +87,28 @@ def assets_for(items: list[LandedItem]) -> list[dg.AssetKey] | None:
 
 
 def landed_run_requests(
-    items: list[LandedItem], cursor: str | None, trigger: str
+    items: list[LandedItem],
+    cursor: str | None,
+    trigger: str,
+    warning_checks_every_s: float | None = None,
+    now: float | None = None,
 ) -> tuple[list[dg.RunRequest], str | None]:
-    """One run request per landing day with new items, and the advanced cursor."""
+    """One run request per landing day with new items, and the advanced cursor.
+
+    With ``warning_checks_every_s``, the runs carry the warning-level checks only if the
+    last runs that did were requested at least that long ago (kept in the cursor);
+    otherwise only the blocking checks."""
     new = _new_items(items, cursor)
     if not new:
         return [], cursor
+    checks_at: float | None = None
+    all_checks = True
+    if warning_checks_every_s is not None:
+        now = time.time() if now is None else now
+        checks_at = json.loads(cursor).get("warning_checks_at") if cursor else None
+        all_checks = checks_at is None or now - checks_at >= warning_checks_every_s
+        if all_checks:
+            checks_at = now
     by_day: dict[str, list[LandedItem]] = defaultdict(list)
     for item in new:
         by_day[item.partition_date.isoformat()].append(item)
@@ -80,15 +116,17 @@ def landed_run_requests(
     for day, day_items in sorted(by_day.items()):
         identity = "\n".join(f"{i.path}:{i.mtime_ns}:{i.size_bytes}" for i in day_items)
         names = ", ".join(f"{i.source}/{i.path.name}" for i in day_items)
+        assets = assets_for(day_items)
         requests.append(
             dg.RunRequest(
                 run_key=f"{trigger}:{hashlib.sha256(identity.encode()).hexdigest()[:20]}",
                 partition_key=day,
                 tags={"gtm/trigger": trigger, "gtm/landed": names[:1000]},
-                asset_selection=assets_for(day_items),
+                asset_selection=assets,
+                asset_check_keys=None if all_checks else blocking_checks_of(assets),
             )
         )
-    return requests, _advance(new, cursor)
+    return requests, _advance(new, cursor, checks_at)
 
 
 @dg.sensor(
@@ -119,7 +157,9 @@ def webhook_batch_sensor(
     context: dg.SensorEvaluationContext, landing: LandingZoneResource
 ) -> dg.SensorResult | dg.SkipReason:
     batches = scan_lead_webhook_batches(landing.landing_dir, since_day=cursor_day(context.cursor))
-    requests, cursor = landed_run_requests(batches, context.cursor, "webhook")
+    requests, cursor = landed_run_requests(
+        batches, context.cursor, "webhook", warning_checks_every_s=WARNING_CHECKS_EVERY_S
+    )
     if not requests:
         return dg.SkipReason(f"no new form or engagement batches in {landing.landing_dir}")
     return dg.SensorResult(run_requests=requests, cursor=cursor)
