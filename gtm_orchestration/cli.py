@@ -46,7 +46,8 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
 def _cmd_receiver(args: argparse.Namespace) -> int:
     from gtm_orchestration.receiver.server import serve
 
-    serve(Settings.from_env().data_dir, host=args.host, port=args.port)
+    settings = Settings.from_env()
+    serve(settings.data_dir, host=args.host, port=args.port, storage_root=settings.storage_root)
     return 0
 
 
@@ -221,7 +222,7 @@ def _cmd_mapping_diff(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     settings = Settings.from_env()
-    landing = settings.data_dir / "landing"
+    landing = settings.landing_dir
     items = scan_dropped_files(landing / "files") + scan_lead_webhook_batches(landing)
     records = diff_landed_records(items, old, new)
     print(describe(old, new, diff_registries(old, new), records))
@@ -310,7 +311,11 @@ def _start_receiver(stack: ExitStack, settings: Settings) -> str:
     url = f"http://{SANDBOX_HOST}:{settings.receiver_port}"
     if settings.receiver_port and _answers(url):
         return url
-    server = stack.enter_context(ReceiverServer(settings.data_dir, port=settings.receiver_port))
+    server = stack.enter_context(
+        ReceiverServer(
+            settings.data_dir, port=settings.receiver_port, storage_root=settings.storage_root
+        )
+    )
     return server.base_url
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from upath import UPath
 
+from gtm_orchestration.lib.storage import write_atomically
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 
@@ -91,17 +92,15 @@ def seed_crm(base_url: str, token: str) -> int:
     return created
 
 
-def drop_sample_files(settings: Settings) -> list[Path]:
+def drop_sample_files(settings: Settings) -> list[UPath]:
     """Copy the bundled sample files into the landing zone, never over existing ones."""
     dropped = []
     for sample in sorted(SAMPLE_DATA.glob("*/*.csv")):
         target = settings.files_landing_dir / sample.parent.name / sample.name
         if target.exists():
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        shutil.copyfile(sample, tmp)
-        tmp.rename(target)  # a file appears in the landing zone whole, never half-written
+        # A file appears in the landing zone whole, never half-written.
+        write_atomically(target, sample.read_bytes())
         dropped.append(target)
     return dropped
 

@@ -15,7 +15,13 @@ import dagster as dg
 
 from gtm_orchestration.defs.extract.crm_changes import new_hubspot_batches_request
 from gtm_orchestration.defs.extract.sensors import cursor_day, landed_run_requests
-from gtm_orchestration.lib.landing import scan_dropped_files, scan_lead_webhook_batches
+from gtm_orchestration.lib.landing import (
+    OBJECT_STORE_LATE_BATCHES,
+    OBJECT_STORE_LATE_DROPS,
+    late_listing_ns,
+    scan_dropped_files,
+    scan_lead_webhook_batches,
+)
 from gtm_orchestration.settings import Settings
 
 _FILE_CURSOR = "gtm/process/file_cursor"
@@ -117,13 +123,22 @@ def process_landing_zone(
     cursors = instance.run_storage.get_cursor_values(
         {_FILE_CURSOR, _WEBHOOK_CURSOR, _HUBSPOT_CURSOR}
     )
-    files = scan_dropped_files(settings.files_landing_dir)
-    file_requests, file_cursor = landed_run_requests(files, cursors.get(_FILE_CURSOR), "file_drop")
+    landing_dir = settings.landing_dir
+    files = scan_dropped_files(landing_dir / "files")
+    file_requests, file_cursor = landed_run_requests(
+        files,
+        cursors.get(_FILE_CURSOR),
+        "file_drop",
+        late_ns=late_listing_ns(landing_dir, OBJECT_STORE_LATE_DROPS),
+    )
     batches = scan_lead_webhook_batches(
-        settings.landing_dir, since_day=cursor_day(cursors.get(_WEBHOOK_CURSOR))
+        landing_dir, since_day=cursor_day(cursors.get(_WEBHOOK_CURSOR))
     )
     batch_requests, webhook_cursor = landed_run_requests(
-        batches, cursors.get(_WEBHOOK_CURSOR), "webhook"
+        batches,
+        cursors.get(_WEBHOOK_CURSOR),
+        "webhook",
+        late_ns=late_listing_ns(landing_dir, OBJECT_STORE_LATE_BATCHES),
     )
     # One run per landing day takes in everything new of that day.
     days = sorted({r.partition_key for r in file_requests + batch_requests if r.partition_key})
@@ -134,9 +149,7 @@ def process_landing_zone(
     if days and report.success:
         new_cursors = {_FILE_CURSOR: file_cursor, _WEBHOOK_CURSOR: webhook_cursor}
         instance.run_storage.set_cursor_values({k: v for k, v in new_cursors.items() if v})
-    request, hubspot_cursor = new_hubspot_batches_request(
-        settings.landing_dir, cursors.get(_HUBSPOT_CURSOR)
-    )
+    request, hubspot_cursor = new_hubspot_batches_request(landing_dir, cursors.get(_HUBSPOT_CURSOR))
     if request is not None or poll_crm:
         outcome = _execute(
             defs, "crm_change_capture", instance, None, {"gtm/launched_by": "gtm process"}

@@ -6,6 +6,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from upath import UPath
+
+from gtm_orchestration.lib.storage import storage_root
+
 SANDBOX_HOST = "127.0.0.1"
 SANDBOX_PORT = 8765
 RECEIVER_PORT = 8787
@@ -50,13 +54,22 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)  # None: digests go to the log
     digest_to: tuple[str, ...] = ()
     dagster_ui_url: str = DAGSTER_UI_URL
+    # Where the landing zone and the receiver's spool live: a local folder (by default the
+    # data folder) or an object store (s3://bucket/prefix); see lib/storage.py.
+    storage_url: str = ""
+    s3_endpoint_url: str | None = None
 
     @property
-    def landing_dir(self) -> Path:
-        return self.data_dir / "landing"
+    def storage_root(self) -> UPath:
+        """The root of the landing zone: ``GTM_STORAGE_URL``, else the data folder."""
+        return storage_root(self.storage_url or self.data_dir, endpoint_url=self.s3_endpoint_url)
 
     @property
-    def files_landing_dir(self) -> Path:
+    def landing_dir(self) -> UPath:
+        return self.storage_root / "landing"
+
+    @property
+    def files_landing_dir(self) -> UPath:
         return self.landing_dir / "files"
 
     @property
@@ -114,6 +127,8 @@ class Settings:
                 if address.strip()
             ),
             dagster_ui_url=env("GTM_DAGSTER_UI_URL", DAGSTER_UI_URL).rstrip("/"),
+            storage_url=env("GTM_STORAGE_URL", str(data_dir)),
+            s3_endpoint_url=os.environ.get("GTM_S3_ENDPOINT_URL") or None,
         )
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import boto3
 import httpx
 import pytest
+from moto.server import ThreadedMotoServer
 
 from gtm_orchestration.sandbox.server import SandboxServer
 from gtm_orchestration.settings import SANDBOX_HUBSPOT_TOKEN, Settings
@@ -78,8 +83,70 @@ def settings(tmp_path: Path, crm: Crm, monkeypatch: pytest.MonkeyPatch) -> Setti
     monkeypatch.setenv("HUBSPOT_BASE_URL", crm.base_url)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.delenv("GTM_WAREHOUSE_URL", raising=False)
+    monkeypatch.delenv("GTM_STORAGE_URL", raising=False)
+    monkeypatch.delenv("GTM_S3_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN", raising=False)
     (tmp_path / "dagster_home").mkdir()
+    return Settings.from_env()
+
+
+@dataclass
+class ObjectStore:
+    """An S3-compatible server on loopback and one bucket of this test's own."""
+
+    endpoint_url: str
+    bucket: str
+
+    def client(self) -> Any:
+        return boto3.client("s3", endpoint_url=self.endpoint_url)
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = (
+            self.client()
+            .get_paginator("list_objects_v2")
+            .paginate(Bucket=self.bucket, Prefix=prefix)
+        )
+        return [item["Key"] for page in pages for item in page.get("Contents", [])]
+
+    def get(self, key: str) -> bytes:
+        return self.client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def put(self, key: str, content: bytes) -> None:
+        self.client().put_object(Bucket=self.bucket, Key=key, Body=content)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, shared by the session; its endpoint URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def object_store(s3_server: str, monkeypatch: pytest.MonkeyPatch) -> ObjectStore:
+    """A new bucket on the local S3 server, with the AWS variables a deployment would set."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "gtm-test-key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "gtm-test-secret")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    store = ObjectStore(s3_server, f"gtm-{uuid.uuid4().hex[:12]}")
+    store.client().create_bucket(Bucket=store.bucket)
+    return store
+
+
+@pytest.fixture
+def s3_settings(
+    settings: Settings, object_store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
+    """``settings`` with the landing zone in ``object_store`` (prefix ``gtm``)."""
+    monkeypatch.setenv("GTM_STORAGE_URL", f"s3://{object_store.bucket}/gtm")
+    monkeypatch.setenv("GTM_S3_ENDPOINT_URL", object_store.endpoint_url)
     return Settings.from_env()
 
 

@@ -1,20 +1,20 @@
 """Resources shared by every stage: the landing zone, the warehouse, the CRM and the
 enrichment API.
 
-Unset fields are read from the environment when a step runs (GTM_DATA_DIR,
-GTM_WAREHOUSE_URL, HUBSPOT_BASE_URL, HUBSPOT_ACCESS_TOKEN, GTM_ENRICHMENT_BASE_URL,
-GTM_ENRICHMENT_API_KEY), so one code location serves any deployment and no token ever
-appears in run configuration or the UI.
+Unset fields are read from the environment when a step runs (GTM_DATA_DIR, GTM_STORAGE_URL,
+GTM_S3_ENDPOINT_URL, GTM_WAREHOUSE_URL, HUBSPOT_BASE_URL, HUBSPOT_ACCESS_TOKEN,
+GTM_ENRICHMENT_BASE_URL, GTM_ENRICHMENT_API_KEY), so one code location serves any
+deployment and no token ever appears in run configuration or the UI.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 from pydantic import Field
+from upath import UPath
 
 from gtm_orchestration.lib.connectors.enrichment import EnrichmentClient
 from gtm_orchestration.lib.connectors.hubspot import HubSpotClient
@@ -22,22 +22,38 @@ from gtm_orchestration.lib.connectors.outreach import OutreachClient
 from gtm_orchestration.lib.connectors.salesforce import SalesforceClient
 from gtm_orchestration.lib.enrichment import EnrichmentTtl
 from gtm_orchestration.lib.enrollment_rules import SequenceRules, default_sequence_rules
+from gtm_orchestration.lib.storage import storage_root
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 
 
 class LandingZoneResource(dg.ConfigurableResource):
-    """The landing zone under the data folder, where files are dropped."""
+    """The landing zone, where files are dropped and webhook batches land: under the storage
+    root (GTM_STORAGE_URL: a local folder, by default the data folder, or an object store),
+    read from the environment of the process that runs the step or sensor."""
 
-    data_dir: str | None = None
+    storage_url: str | None = Field(
+        default=None,
+        description="A local folder or s3://bucket/prefix; unset: GTM_STORAGE_URL, else "
+        "the data folder.",
+    )
+    data_dir: str | None = Field(
+        default=None, description="A local data folder; used when storage_url is unset."
+    )
 
     @property
-    def landing_dir(self) -> Path:
-        data_dir = Path(self.data_dir) if self.data_dir else Settings.from_env().data_dir
-        return data_dir / "landing"
+    def landing_dir(self) -> UPath:
+        settings = Settings.from_env()
+        url = self.storage_url or self.data_dir
+        root = (
+            storage_root(url, endpoint_url=settings.s3_endpoint_url)
+            if url
+            else settings.storage_root
+        )
+        return root / "landing"
 
     @property
-    def files_dir(self) -> Path:
+    def files_dir(self) -> UPath:
         return self.landing_dir / "files"
 
 

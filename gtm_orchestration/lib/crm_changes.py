@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import Any, Literal
 
 import duckdb
+from upath import UPath
 
 from gtm_orchestration.lib.connectors.hubspot import (
     BATCH_LIMIT,
@@ -48,8 +49,8 @@ from gtm_orchestration.lib.crm_sync import REP_EDIT_SOURCE
 from gtm_orchestration.lib.hubspot_time import ms_from_text, now_ms
 from gtm_orchestration.receiver.landing import (
     WebhookBatchError,
+    list_webhook_batches,
     read_webhook_batch,
-    scan_webhook_batches,
 )
 
 WEBHOOK_CHANNEL = "hubspot"
@@ -794,17 +795,20 @@ def _apply_all(
         )
 
 
-def hubspot_webhook_batches(landing_dir: Path, since_day: str | None = None) -> list[Path]:
+def hubspot_webhook_batches(
+    landing_dir: str | os.PathLike[str], since_day: str | None = None
+) -> list[UPath]:
     """The HubSpot batch files under ``landing_dir/webhooks/hubspot``, oldest first."""
-    channel_dir = landing_dir / "webhooks" / WEBHOOK_CHANNEL
     return [
-        path
-        for path in scan_webhook_batches(landing_dir, since_day=since_day)
-        if path.parent.parent == channel_dir
+        stored.path
+        for stored in list_webhook_batches(landing_dir, since_day=since_day)
+        if stored.folder[:-1] == (WEBHOOK_CHANNEL,)
     ]
 
 
-def _batches_to_ingest(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> list[Path]:
+def _batches_to_ingest(
+    con: duckdb.DuckDBPyConnection, landing_dir: str | os.PathLike[str]
+) -> list[UPath]:
     """Batch files not in the ingestion log, looking from the day before the newest logged.
 
     The receiver names and files a batch by the moment it opened and lands it within
@@ -828,7 +832,7 @@ def _batches_to_ingest(con: duckdb.DuckDBPyConnection, landing_dir: Path) -> lis
 
 def ingest_webhook_batches(
     con: duckdb.DuckDBPyConnection,
-    landing_dir: Path,
+    landing_dir: str | os.PathLike[str],
     tracked: Sequence[str],
     *,
     mapping_version: int,
@@ -904,7 +908,7 @@ def ingest_webhook_batches(
 
 def _log_batch(
     con: duckdb.DuckDBPyConnection,
-    path: Path,
+    path: UPath,
     started: datetime,
     status: str,
     error: str | None,
@@ -1031,7 +1035,7 @@ def apply_polled_versions(
 def capture_contact_changes(
     connect: Connect,
     client: HubSpotClient,
-    landing_dir: Path,
+    landing_dir: str | os.PathLike[str],
     tracked: Sequence[str],
     *,
     mapping_version: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -45,7 +46,9 @@ class EngagementEvent:
     payload: dict[str, Any]
 
 
-def parse_engagement_batch(path: Path) -> tuple[list[EngagementEvent], list[Rejection]]:
+def parse_engagement_batch(
+    path: str | os.PathLike[str],
+) -> tuple[list[EngagementEvent], list[Rejection]]:
     """The valid engagement events of a landed batch, and a rejection for each other line."""
     events, rejections = [], []
     for line, landed in enumerate(read_webhook_batch(path), start=1):

@@ -2,30 +2,39 @@
 
 A file is either rejected whole (empty, not UTF-8, headers that do not fit the source) or
 read into canonical rows, each row accepted or rejected with a reason that names the file,
-the line, the field and the value. The file itself is only ever read.
+the line, the field and the value. The file itself is only ever read, in blocks, from the
+local folder or the object store it was dropped in (``lib/storage.py``): never whole into
+memory.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from upath import UPath
 
 from gtm_orchestration.lib.batch import scratch_connection
 from gtm_orchestration.lib.config import ConfigError
 from gtm_orchestration.lib.landing import LandedItem
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, MappingRegistry, Source
+from gtm_orchestration.lib.storage import as_upath, duckdb_reader, stat_file
 from gtm_orchestration.lib.validation import Rejection, validate_lead_rows, validate_relation
 from gtm_orchestration.receiver.landing import WebhookBatchError, read_webhook_batch
 
 # Lines longer than this are not a lead list; csv's own limit (128 KiB) errors less clearly.
 _MAX_FIELD_CHARS = 64 * 1024
+# Files are read in blocks of this size: hashing, the shape of their lines, UTF-8 checks.
+_BLOCK_BYTES = 1 << 20
+_BOM = b"\xef\xbb\xbf"
 # What str.strip() removes (every character whose isspace() is true), so that values
 # stripped in batch are stripped exactly as the row-by-row reader strips them.
 PY_WHITESPACE = (
@@ -49,26 +58,65 @@ def modified_at(mtime_ns: int) -> datetime:
 class LandedFile:
     """Identity of a dropped file: what the ingestion log records about it."""
 
-    path: Path
+    path: UPath
     source: str
     sha256: str
     size_bytes: int
     modified_at: datetime
 
     @classmethod
-    def inspect(cls, path: Path, source: str) -> LandedFile:
+    def inspect(cls, path: str | os.PathLike[str], source: str) -> LandedFile:
+        """Hash ``path`` (in blocks) and read its size and modification time."""
+        path = as_upath(path)
         digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        stat = path.stat()
+        for block in _blocks(path):
+            digest.update(block)
+        size_bytes, mtime_ns = stat_file(path)
         return cls(
             path=path,
             source=source,
             sha256=digest.hexdigest(),
-            size_bytes=stat.st_size,
-            modified_at=modified_at(stat.st_mtime_ns),
+            size_bytes=size_bytes,
+            modified_at=modified_at(mtime_ns),
         )
+
+
+def _blocks(path: UPath) -> Iterator[bytes]:
+    """The bytes of ``path``, block by block."""
+    with path.open("rb") as handle:
+        yield from iter(lambda: handle.read(_BLOCK_BYTES), b"")
+
+
+@dataclass
+class _FileShape:
+    """What the batch reading needs to know of a file's bytes, gathered in one pass."""
+
+    size: int = 0
+    blank: bool = True  # nothing but ASCII whitespace (bytes.strip() leaves nothing)
+    bom: bool = False
+    ends_with_lf: bool = False
+    ends_with_crlf: bool = False
+    cr: int = 0
+    lf: int = 0
+    crlf: int = 0
+
+    @classmethod
+    def of(cls, blocks: Iterable[bytes]) -> _FileShape:
+        shape = cls()
+        head = tail = b""  # the first and the last bytes seen, across blocks
+        for block in blocks:
+            if len(head) < len(_BOM):
+                head = (head + block)[: len(_BOM)]
+            shape.size += len(block)
+            shape.blank = shape.blank and not block.strip()
+            shape.cr += block.count(b"\r")
+            shape.lf += block.count(b"\n")
+            shape.crlf += block.count(b"\r\n") + (tail.endswith(b"\r") and block[:1] == b"\n")
+            tail = (tail + block)[-2:]
+        shape.bom = head == _BOM
+        shape.ends_with_lf = tail.endswith(b"\n")
+        shape.ends_with_crlf = tail == b"\r\n"
+        return shape
 
 
 @dataclass
@@ -80,38 +128,77 @@ class ParsedLeadFile:
     rejections: list[Rejection] = field(default_factory=list)
 
 
-def decode_lead_file(data: bytes, path: Path) -> str:
+def _empty_file(path: object) -> FileRejected:
+    return FileRejected(f"{path}: the file is empty; expected a header row and lead rows")
+
+
+def _check_utf8(blocks: Iterable[bytes], path: object) -> None:
+    """FileRejected naming the line, the byte and its offset where ``blocks`` stop being
+    UTF-8; nothing when they are UTF-8 throughout."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = lines = 0  # bytes and line breaks before the current block
+    error: UnicodeDecodeError | None = None
+    pending = data = b""
+    for data in blocks:
+        pending = decoder.getstate()[0]
+        try:
+            decoder.decode(data)
+        except UnicodeDecodeError as exc:
+            error = exc
+            break
+        offset += len(data)
+        lines += data.count(b"\n")
+    else:
+        pending, data = decoder.getstate()[0], b""
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            error = exc
+    if error is None:
+        return
+    # The decoder's positions count the bytes it held back from the block before.
+    at = offset - len(pending) + error.start
+    line = lines + data[: max(0, error.start - len(pending))].count(b"\n") + 1
+    bad = (pending + data)[error.start : error.start + 1].hex()
+    raise FileRejected(
+        f"{path}: line {line}: byte 0x{bad} at offset {at} is not valid UTF-8; "
+        "save the file as UTF-8 (CSV UTF-8 in Excel) and drop it again"
+    )
+
+
+def decode_lead_file(data: bytes, path: object) -> str:
     """The file's text; FileRejected naming the line and byte when it is not UTF-8."""
     if not data.strip():
-        raise FileRejected(f"{path}: the file is empty; expected a header row and lead rows")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        bad = data[exc.start : exc.start + 1].hex()
-        raise FileRejected(
-            f"{path}: line {line}: byte 0x{bad} at offset {exc.start} is not valid UTF-8; "
-            "save the file as UTF-8 (CSV UTF-8 in Excel) and drop it again"
-        ) from None
+        raise _empty_file(path)
+    _check_utf8([data], path)
+    return data.decode("utf-8-sig")
 
 
-def read_lead_file(path: Path, source: Source) -> ParsedLeadFile:
-    """Read and validate a dropped CSV for ``source``.
+def read_lead_file(path: str | os.PathLike[str], source: Source) -> ParsedLeadFile:
+    """Read and validate a dropped CSV for ``source``, from a local folder or an object
+    store, in blocks.
 
     Returns the accepted rows and the rejections; raises FileRejected when the file as a
     whole cannot be used (empty, not UTF-8, unparsable, headers that do not fit).
     """
-    data = path.read_bytes()
-    parsed = _read_in_batch(data, source, path)
+    path = as_upath(path)
+    shape = _FileShape.of(_blocks(path))
+    parsed = _read_in_batch(path, source, shape)
     if parsed is not None:
         return parsed
-    return parse_lead_csv(decode_lead_file(data, path), source, path)
+    if shape.blank:
+        raise _empty_file(path)
+    _check_utf8(_blocks(path), path)
+    with path.open("rb") as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="") as text:
+        return parse_lead_csv(text, source, path)
 
 
-def parse_lead_csv(text: str, source: Source, path: Path) -> ParsedLeadFile:
-    """Parse CSV text already decoded; see read_lead_file."""
+def parse_lead_csv(text: str | Iterable[str], source: Source, path: object) -> ParsedLeadFile:
+    """Parse CSV text already decoded (a string, or a text stream opened with
+    ``newline=""``); see read_lead_file."""
     csv.field_size_limit(_MAX_FIELD_CHARS)
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    lines = io.StringIO(text, newline="") if isinstance(text, str) else text
+    reader = csv.reader(lines, strict=True)
     try:
         headers = next(reader)
     except (StopIteration, csv.Error) as exc:
@@ -160,7 +247,9 @@ def _by_line(rejection: Rejection) -> int:
     return rejection.line or 0
 
 
-def _read_in_batch(data: bytes, source: Source, path: Path) -> ParsedLeadFile | None:
+def _read_in_batch(
+    path: str | os.PathLike[str], source: Source, shape: _FileShape | None = None
+) -> ParsedLeadFile | None:
     """``parse_lead_csv`` of the file, run over whole columns in DuckDB: the same rows,
     lines, values and rejections, in a fraction of the time for a large file.
 
@@ -171,33 +260,38 @@ def _read_in_batch(data: bytes, source: Source, path: Path) -> ParsedLeadFile | 
     Returns None for anything this reading does not decide exactly as ``parse_lead_csv``
     would (empty or not UTF-8, lone carriage returns, unbalanced or malformed quotes,
     over-long values, a header that does not fit): ``parse_lead_csv`` then reads the file
-    and names the problem.
+    and names the problem. ``shape`` is the file's ``_FileShape`` when already known.
     """
-    newline = _newline(data)
+    path = as_upath(path)
+    shape = shape or _FileShape.of(_blocks(path))
+    newline = _newline(shape)
     if newline is None:
         return None
-    con = scratch_connection()
-    try:
-        return _read_lines(con, data, source, path, newline)
-    finally:
-        con.close()
+    with duckdb_reader(path, scratch_connection) as (con, name):
+        return _read_lines(con, name, shape, source, path, newline)
 
 
-def _newline(data: bytes) -> str | None:
+def _newline(shape: _FileShape) -> str | None:
     """The line break of a non-empty file, or None when the file is empty or breaks lines
     with a lone CR somewhere (csv ends a line there too; only CRLF throughout is read in
     batch)."""
-    if not data.strip():
+    if shape.blank:
         return None
-    if b"\r" not in data:
+    if not shape.cr:
         return "\n"
-    return "\r\n" if data.count(b"\r") == data.count(b"\r\n") == data.count(b"\n") else None
+    return "\r\n" if shape.cr == shape.crlf == shape.lf else None
 
 
 def _read_lines(
-    con: duckdb.DuckDBPyConnection, data: bytes, source: Source, path: Path, newline: str
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    shape: _FileShape,
+    source: Source,
+    path: UPath,
+    newline: str,
 ) -> ParsedLeadFile | None:
-    """The work of _read_in_batch, in temporary tables of ``con``."""
+    """The work of _read_in_batch, in temporary tables of ``con``, which reads the file
+    as ``name``."""
     try:
         con.execute(
             "CREATE TEMP TABLE file_lines AS "
@@ -206,7 +300,7 @@ def _read_lines(
             "FROM read_csv($path, columns = {'line': 'VARCHAR'}, delim = chr(1), quote = '', "
             "escape = '', header = false, auto_detect = false, strict_mode = true, "
             "compression = 'none')",
-            {"path": str(path)},
+            {"path": name},
         )
     except duckdb.Error:
         return None  # not UTF-8, or a line DuckDB does not take as one value
@@ -214,9 +308,10 @@ def _read_lines(
         "SELECT count(*), coalesce(sum(strlen(line)), 0), coalesce(max(length(line)), 0) "
         "FROM file_lines"
     ).fetchall()[0]
-    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    breaks = lines - 1 + data.endswith(newline.encode())
-    if not lines or size + breaks * len(newline) + bom != len(data) or longest > _MAX_FIELD_CHARS:
+    bom = 3 if shape.bom else 0
+    ends_with_newline = shape.ends_with_crlf if newline == "\r\n" else shape.ends_with_lf
+    breaks = lines - 1 + ends_with_newline
+    if not lines or size + breaks * len(newline) + bom != shape.size or longest > _MAX_FIELD_CHARS:
         return None  # the lines are not the file, or a value csv would refuse
 
     # Lines with an odd number of quotes open and close the values over several lines.
@@ -367,7 +462,7 @@ def _wrong_width(line: int, width: int, found: int) -> Rejection:
     )
 
 
-def read_form_batch(path: Path, source: Source) -> ParsedLeadFile:
+def read_form_batch(path: str | os.PathLike[str], source: Source) -> ParsedLeadFile:
     """Read a webhook batch of form submissions for ``source``.
 
     Each submission is one JSON line; its keys map like a file's headers, keys that match
@@ -426,7 +521,7 @@ def read_landed_leads(item: LandedItem, registry: MappingRegistry) -> ParsedLead
 def with_provenance(
     parsed: ParsedLeadFile,
     source: str,
-    path: Path,
+    path: str | os.PathLike[str],
     file_modified_at: datetime,
     mapping_version: int,
 ) -> pa.Table:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -63,13 +64,16 @@ class WebhookRejected(Exception):
 def create_receiver_app(
     data_dir: Path,
     *,
+    storage_root: str | os.PathLike[str] | None = None,
     hubspot_client_secret: str,
     webhook_secret: str,
     max_batch_events: int = 500,
     max_batch_age_s: float = 0.25,
     public_base_url: str | None = None,
 ) -> FastAPI:
-    """The receiver ASGI app, landing events under ``data_dir`` (see ``landing``).
+    """The receiver ASGI app, landing events under ``storage_root`` (by default ``data_dir``;
+    a local folder or an object store, see ``lib/storage.py``) and keeping its dedupe store
+    under ``data_dir`` (see ``landing``).
 
     ``hubspot_client_secret`` verifies ``X-HubSpot-Signature-v3``, ``webhook_secret`` verifies
     ``X-GTM-Signature``. ``public_base_url`` (e.g. ``https://hooks.example.com``) is the scheme
@@ -79,7 +83,10 @@ def create_receiver_app(
     if not hubspot_client_secret or not webhook_secret:
         raise ValueError("the HubSpot client secret and the webhook secret must not be empty")
     landing = WebhookLanding(
-        data_dir, max_batch_events=max_batch_events, max_batch_age_s=max_batch_age_s
+        data_dir,
+        storage_root=storage_root,
+        max_batch_events=max_batch_events,
+        max_batch_age_s=max_batch_age_s,
     )
 
     @asynccontextmanager

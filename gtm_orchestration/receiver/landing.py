@@ -1,9 +1,12 @@
 """Durable landing of webhook events, committed in groups, and the store that dedupes them.
 
-On disk, under the data folder:
+In storage (``GTM_STORAGE_URL``: the data folder by default, or an object store):
 
     landing/webhooks/<channel>/<YYYY-MM-DD>/<batch>.jsonl   one file per channel per commit
-    receiver/spool/                                         files being written
+    receiver/spool/                                         files being written (local only)
+
+and on the receiver's own disk, under the data folder:
+
     receiver/events.sqlite3                                 landed event ids (SQLite, WAL)
 
 ``<channel>`` is ``hubspot``, ``forms/<source>`` or ``engagement/<provider>``; ``<YYYY-MM-DD>``
@@ -17,14 +20,16 @@ and never collide. Each line is one event::
 A commit writes each channel's file in the spool (same filesystem), flushes and fsyncs it,
 renames it into the landing zone, fsyncs that directory and then records the event ids in the
 store; only then are the waiting requests answered. So a reader of the landing zone only ever
-sees whole files, and an acknowledged event is on disk.
+sees whole files, and an acknowledged event is on disk. On an object store the file is one
+PUT instead, which the store makes visible only once complete and durable; there is no spool.
 
 Crash windows: a crash before the rename leaves a spool file whose requests were never
 acknowledged; the spool is emptied at start and the senders deliver again. A crash after the
 rename and before the ids are recorded leaves a landed file the store does not know; at start
 every landed file the store does not know is read back into it (from the day before the newest
 file it knows, or everything when the store is new), so redeliveries of those events are still
-answered as duplicates.
+answered as duplicates. The same rebuilds the store of a receiver started on a new disk
+beside an object store that already holds batches.
 """
 
 from __future__ import annotations
@@ -45,13 +50,24 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from upath import UPath
+
+from gtm_orchestration.lib.storage import (
+    StoredFile,
+    as_upath,
+    create_durable_folder,
+    is_local,
+    sync_folder,
+    walk_files,
+    write_atomically,
+)
+
 logger = logging.getLogger(__name__)
 
 WEBHOOK_LANDING_SUBDIR = Path("landing") / "webhooks"
 SPOOL_SUBDIR = Path("receiver") / "spool"
 DEDUPE_STORE_SUBPATH = Path("receiver") / "events.sqlite3"
 BATCH_SUFFIX = ".jsonl"
-BATCH_FILE_MODE = 0o640
 BATCH_LINE_FIELDS = ("event_id", "channel", "source", "received_at", "payload")
 _DAY_FOLDER = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # SQLite allows 32766 bound variables; look-ups go in chunks well under that.
@@ -94,7 +110,7 @@ class WebhookEvent:
 class LandedBatch:
     """A batch file in the landing zone and the events in it."""
 
-    path: Path
+    path: UPath
     channel: str
     keys: tuple[EventKey, ...]
 
@@ -103,37 +119,50 @@ class LandedBatch:
         return self.path.parent.name
 
 
-def webhook_landing_dir(data_dir: Path) -> Path:
-    """``$GTM_DATA_DIR/landing/webhooks``: where batch files land."""
-    return data_dir / WEBHOOK_LANDING_SUBDIR
+def webhook_landing_dir(storage_root: str | os.PathLike[str]) -> UPath:
+    """``<storage>/landing/webhooks`` (``$GTM_DATA_DIR/landing/webhooks`` by default): where
+    batch files land."""
+    return as_upath(storage_root).joinpath(*WEBHOOK_LANDING_SUBDIR.parts)
 
 
-def scan_webhook_batches(landing_dir: Path, *, since_day: str | None = None) -> list[Path]:
+def list_webhook_batches(
+    landing_dir: str | os.PathLike[str], *, since_day: str | None = None
+) -> list[StoredFile]:
     """Every batch file under ``landing_dir/webhooks`` (``landing_dir`` is the landing zone,
-    ``$GTM_DATA_DIR/landing``), oldest first by batch name; ``since_day`` (``YYYY-MM-DD``) skips
-    the day folders before it."""
-    root = landing_dir / "webhooks"
-    batches: list[Path] = []
-    for folder, subfolders, files in os.walk(root):
-        if _DAY_FOLDER.fullmatch(os.path.basename(folder)):
-            subfolders.clear()
-            batches.extend(
-                Path(folder, name)
-                for name in files
-                if name.endswith(BATCH_SUFFIX) and not name.startswith(".")
-            )
-        elif since_day is not None:
-            subfolders[:] = [
-                name for name in subfolders if not _DAY_FOLDER.fullmatch(name) or name >= since_day
-            ]
-    return sorted(batches, key=lambda path: (path.name, str(path)))
+    ``<storage>/landing``) with its size and modification time, oldest first by batch name;
+    ``since_day`` (``YYYY-MM-DD``) skips the day folders before it. A file's ``folder`` is its
+    channel's folders and then its day folder."""
+
+    def keep_folder(folders: tuple[str, ...]) -> bool:
+        if any(_DAY_FOLDER.fullmatch(name) for name in folders[:-1]):
+            return False  # nothing below a day folder is a batch
+        day = folders[-1]
+        return since_day is None or not _DAY_FOLDER.fullmatch(day) or day >= since_day
+
+    found = walk_files(as_upath(landing_dir) / "webhooks", keep_folder=keep_folder)
+    batches = [
+        stored
+        for stored in found
+        if stored.folder
+        and _DAY_FOLDER.fullmatch(stored.folder[-1])
+        and stored.path.name.endswith(BATCH_SUFFIX)
+    ]
+    return sorted(batches, key=lambda stored: (stored.path.name, str(stored.path)))
 
 
-def read_webhook_batch(path: Path) -> list[dict[str, Any]]:
+def scan_webhook_batches(
+    landing_dir: str | os.PathLike[str], *, since_day: str | None = None
+) -> list[UPath]:
+    """The paths of ``list_webhook_batches``, oldest first by batch name."""
+    return [stored.path for stored in list_webhook_batches(landing_dir, since_day=since_day)]
+
+
+def read_webhook_batch(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """The events of one batch file, in the order they were received.
 
     Raises ``WebhookBatchError`` naming the file and line when a line is not a landed event.
     """
+    path = as_upath(path)
     events: list[dict[str, Any]] = []
     with path.open("rb") as batch:
         for number, line in enumerate(batch, start=1):
@@ -158,54 +187,26 @@ def batch_file_name(opened_at: datetime) -> str:
 
 
 def write_batch_file(
-    webhooks_dir: Path,
-    spool_dir: Path,
+    webhooks_dir: str | os.PathLike[str],
+    spool_dir: str | os.PathLike[str],
     channel: str,
     opened_at: datetime,
     events: Sequence[dict[str, Any]],
 ) -> LandedBatch:
-    """Write ``events`` as one JSONL batch: into the spool, fsynced, renamed into
-    ``webhooks_dir/<channel>/<day>/``. The caller fsyncs that directory (``fsync_directory``)."""
+    """Write ``events`` as one JSONL batch into ``webhooks_dir/<channel>/<day>/``, whole or
+    not at all (``write_atomically``: locally through the spool, fsynced and renamed; on an
+    object store one PUT). Locally the caller fsyncs the day folder (``sync_folder``)."""
     name = batch_file_name(opened_at)
-    target_dir = webhooks_dir / channel / f"{opened_at.astimezone(UTC):%Y-%m-%d}"
+    target = as_upath(webhooks_dir).joinpath(
+        *channel.split("/"), f"{opened_at.astimezone(UTC):%Y-%m-%d}", name
+    )
     content = b"".join(
         json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
         for event in events
     )
-    spooled = spool_dir / f"{name}.part"
-    descriptor = os.open(spooled, os.O_WRONLY | os.O_CREAT | os.O_EXCL, BATCH_FILE_MODE)
-    try:
-        with os.fdopen(descriptor, "wb") as spool_file:
-            spool_file.write(content)
-            spool_file.flush()
-            os.fsync(spool_file.fileno())
-        create_durable_directory(target_dir)
-        os.rename(spooled, target_dir / name)
-    except BaseException:
-        spooled.unlink(missing_ok=True)
-        raise
+    write_atomically(target, content, staging_dir=spool_dir)
     keys = tuple((channel, str(event["event_id"])) for event in events)
-    return LandedBatch(path=target_dir / name, channel=channel, keys=keys)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make the entries of ``directory`` (a file renamed into it) survive a power cut."""
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def create_durable_directory(directory: Path) -> None:
-    """Create ``directory`` and its missing parents, each fsynced into its parent."""
-    missing: list[Path] = []
-    while not directory.is_dir():
-        missing.append(directory)
-        directory = directory.parent
-    for folder in reversed(missing):
-        folder.mkdir(exist_ok=True)
-        fsync_directory(folder.parent)
+    return LandedBatch(path=target, channel=channel, keys=keys)
 
 
 _STORE_SCHEMA = """
@@ -312,7 +313,9 @@ class DedupeStore:
             self._db.close()
 
 
-def record_unknown_batches(store: DedupeStore, landing_dir: Path) -> list[LandedBatch]:
+def record_unknown_batches(
+    store: DedupeStore, landing_dir: str | os.PathLike[str]
+) -> list[LandedBatch]:
     """Read into ``store`` the landed batch files it does not know, and return them.
 
     These are the files renamed into the landing zone by a receiver that stopped before it
@@ -322,9 +325,9 @@ def record_unknown_batches(store: DedupeStore, landing_dir: Path) -> list[Landed
     newest = store.newest_day()
     since_day = None if newest is None else str(date.fromisoformat(newest) - timedelta(days=1))
     known = store.batch_files(since_day)
-    webhooks_dir = landing_dir / "webhooks"
     recovered: list[LandedBatch] = []
-    for path in scan_webhook_batches(landing_dir, since_day=since_day):
+    for stored in list_webhook_batches(landing_dir, since_day=since_day):
+        path = stored.path
         if path.name in known:
             continue
         try:
@@ -334,7 +337,7 @@ def record_unknown_batches(store: DedupeStore, landing_dir: Path) -> list[Landed
                 "cannot read landed batch %s, its events are not deduplicated: %s", path, error
             )
             continue
-        channel = path.parent.parent.relative_to(webhooks_dir).as_posix()
+        channel = "/".join(stored.folder[:-1])
         keys = tuple((str(event["channel"]), str(event["event_id"])) for event in events)
         batch = LandedBatch(path=path, channel=channel, keys=keys)
         store.record([batch])
@@ -376,16 +379,24 @@ class WebhookLanding:
     """
 
     def __init__(
-        self, data_dir: Path, *, max_batch_events: int = 500, max_batch_age_s: float = 0.25
+        self,
+        data_dir: Path,
+        *,
+        storage_root: str | os.PathLike[str] | None = None,
+        max_batch_events: int = 500,
+        max_batch_age_s: float = 0.25,
     ) -> None:
         if max_batch_events < 1:
             raise ValueError(f"max_batch_events must be at least 1, got {max_batch_events}")
         if max_batch_age_s <= 0:
             raise ValueError(f"max_batch_age_s must be positive, got {max_batch_age_s}")
         self.data_dir = data_dir
-        self.landing_dir = data_dir / "landing"
-        self.webhooks_dir = webhook_landing_dir(data_dir)
-        self.spool_dir = data_dir / SPOOL_SUBDIR
+        # Batches land in storage (the data folder unless given); the dedupe store stays on
+        # this process's disk and is rebuilt from storage when it is lost.
+        root = as_upath(storage_root if storage_root is not None else data_dir)
+        self.landing_dir = root / "landing"
+        self.webhooks_dir = webhook_landing_dir(root)
+        self.spool_dir = root.joinpath(*SPOOL_SUBDIR.parts)
         self.max_batch_events = max_batch_events
         self.max_batch_age_s = max_batch_age_s
         self.landed_batches = 0
@@ -474,16 +485,17 @@ class WebhookLanding:
         return outcomes
 
     def _open_store(self) -> DedupeStore:
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        # Spool files are batches whose requests were never answered: their senders retry.
-        abandoned = [entry for entry in self.spool_dir.iterdir() if entry.is_file()]
-        for entry in abandoned:
-            entry.unlink()
-        if abandoned:
-            logger.warning(
-                "removed %d unacknowledged batch files from %s", len(abandoned), self.spool_dir
-            )
-        create_durable_directory(self.webhooks_dir)
+        if is_local(self.spool_dir):  # an object store needs no spool: a PUT is atomic
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            # Spool files are batches whose requests were never answered: their senders retry.
+            abandoned = [entry for entry in self.spool_dir.iterdir() if entry.is_file()]
+            for entry in abandoned:
+                entry.unlink()
+            if abandoned:
+                logger.warning(
+                    "removed %d unacknowledged batch files from %s", len(abandoned), self.spool_dir
+                )
+        create_durable_folder(self.webhooks_dir)
         store = DedupeStore(self.data_dir / DEDUPE_STORE_SUBPATH)
         recovered = record_unknown_batches(store, self.landing_dir)
         if recovered:
@@ -618,7 +630,7 @@ class WebhookLanding:
                     batch.opened_at,
                     channel_batch.events,
                 )
-                fsync_directory(commit.landed.path.parent)
+                sync_folder(commit.landed.path.parent)
             except OSError as error:
                 logger.error(
                     "could not land %d %s events: %s", len(channel_batch.events), channel, error

@@ -7,6 +7,7 @@ foreground, with its secrets from the environment (see ``config``).
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +24,19 @@ def serve(
     host: str = RECEIVER_HOST,
     port: int = RECEIVER_PORT,
     *,
+    storage_root: str | os.PathLike[str] | None = None,
     max_batch_events: int = 500,
     max_batch_age_s: float = 0.25,
 ) -> None:
-    """Serve the receiver on ``host:port`` until interrupted, landing events under ``data_dir``.
+    """Serve the receiver on ``host:port`` until interrupted, landing events under
+    ``storage_root`` (by default ``data_dir``), its dedupe store under ``data_dir``.
 
     On Ctrl-C or SIGTERM the open batch is committed before the process exits.
     """
     config = ReceiverConfig.from_env()
     app = create_receiver_app(
         data_dir,
+        storage_root=storage_root,
         hubspot_client_secret=config.hubspot_client_secret,
         webhook_secret=config.webhook_secret,
         public_base_url=config.public_base_url,
@@ -79,8 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch-events", type=int, default=500)
     parser.add_argument("--max-batch-age-s", type=float, default=0.25)
     args = parser.parse_args(argv)
+    settings = Settings.from_env()
     serve(
-        (args.data_dir or Settings.from_env().data_dir).resolve(),
+        (args.data_dir or settings.data_dir).resolve(),
+        # GTM_STORAGE_URL when set; else the landing zone is under the data folder.
+        storage_root=settings.storage_root if os.environ.get("GTM_STORAGE_URL") else None,
         host=args.host,
         port=args.port,
         max_batch_events=args.max_batch_events,

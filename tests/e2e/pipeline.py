@@ -18,6 +18,18 @@ def sensor_runs(instance: dg.DagsterInstance, cursor: str | None = None) -> tupl
     return list(result.run_requests or []), result.cursor
 
 
+def webhook_runs(instance: dg.DagsterInstance, cursor: str | None = None) -> str | None:
+    """Evaluate the webhook sensor and launch what it asks for; returns the new cursor."""
+    sensor = defs.resolve_sensor_def("webhook_batch_sensor")
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES)
+    result = sensor(context)
+    if isinstance(result, dg.SkipReason):
+        return cursor
+    for request in result.run_requests:
+        assert launch(instance, request).success
+    return result.cursor
+
+
 def launch(instance: dg.DagsterInstance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
     """Execute a run request of the sensor on the instance, as the daemon would launch it."""
     job = defs.resolve_job_def("lead_pipeline")

@@ -22,7 +22,7 @@ from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.receiver.signatures import gtm_signature
 from gtm_orchestration.settings import SANDBOX_WEBHOOK_SECRET, Settings
 from tests.conftest import Crm, drop_file
-from tests.e2e.pipeline import launch
+from tests.e2e.pipeline import launch, webhook_runs
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 # The landing-day pipeline, as the README tells users to select it for a backfill.
@@ -44,18 +44,6 @@ def post(http: httpx.Client, path: str, event: dict) -> httpx.Response:
     body = json.dumps(event).encode()
     headers = {"X-GTM-Signature": gtm_signature(SANDBOX_WEBHOOK_SECRET, body)}
     return http.post(path, content=body, headers=headers)
-
-
-def webhook_runs(instance: dg.DagsterInstance, cursor: str | None = None) -> str | None:
-    """Evaluate the webhook sensor and launch what it asks for; returns the new cursor."""
-    sensor = defs.resolve_sensor_def("webhook_batch_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES)
-    result = sensor(context)
-    if isinstance(result, dg.SkipReason):
-        return cursor
-    for request in result.run_requests:
-        assert launch(instance, request).success
-    return result.cursor
 
 
 def test_form_fills_become_contacts_and_signals_score_them_once(
@@ -190,7 +178,7 @@ def test_form_runs_carry_the_warning_checks_once_in_ten_minutes(
         (checked_at + WARNING_CHECKS_EVERY_S, True),
     ):
         (request,), _ = landed_run_requests(
-            [item], earlier, "webhook", WARNING_CHECKS_EVERY_S, now=now
+            [item], earlier, "webhook", warning_checks_every_s=WARNING_CHECKS_EVERY_S, now=now
         )
         assert (request.asset_check_keys is None) == carried
 

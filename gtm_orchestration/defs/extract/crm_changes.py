@@ -1,9 +1,10 @@
 """Change capture of HubSpot contacts: the snapshot asset, its poll schedule and webhook sensor."""
 
-from pathlib import Path
+import os
 
 import dagster as dg
 from pydantic import Field
+from upath import UPath
 
 from gtm_orchestration.defs.resources import (
     HubSpotResource,
@@ -105,7 +106,7 @@ crm_change_poll = dg.ScheduleDefinition(
 
 
 def webhook_run_request(
-    batches: list[Path], cursor: str | None
+    batches: list[UPath], cursor: str | None
 ) -> tuple[dg.RunRequest | None, str | None]:
     """A run request for the batches named after ``cursor`` (the newest batch name seen), and
     the advanced cursor. Batch names sort by the moment their batch opened."""
@@ -121,7 +122,7 @@ def webhook_run_request(
 
 
 def new_hubspot_batches_request(
-    landing_dir: Path, cursor: str | None
+    landing_dir: str | os.PathLike[str], cursor: str | None
 ) -> tuple[dg.RunRequest | None, str | None]:
     """The run request for HubSpot batches landed after ``cursor``, and the new cursor."""
     # Batch names start with their UTC moment (20261126T...): the cursor's day folder and

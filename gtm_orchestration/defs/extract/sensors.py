@@ -13,31 +13,55 @@ from gtm_orchestration.defs.jobs import lead_pipeline_job
 from gtm_orchestration.defs.load.destinations import crm_destination, crm_load_assets
 from gtm_orchestration.defs.resources import LandingZoneResource
 from gtm_orchestration.defs.transform.assets import CHECKS as TRANSFORM_CHECKS
-from gtm_orchestration.lib.landing import LandedItem, scan_dropped_files, scan_lead_webhook_batches
+from gtm_orchestration.lib.landing import (
+    OBJECT_STORE_LATE_BATCHES,
+    OBJECT_STORE_LATE_DROPS,
+    LandedItem,
+    late_listing_ns,
+    scan_dropped_files,
+    scan_lead_webhook_batches,
+)
 
 
-def _new_items(items: list[LandedItem], cursor: str | None) -> list[LandedItem]:
-    """Items newer than the cursor: later mtime, or the same mtime and not yet seen."""
+def _seen(cursor: str | None) -> tuple[int, dict[str, int]]:
+    """The cursor's newest mtime and the items it has seen (path -> mtime) that may still
+    matter: those of the newest mtime and, on an object store, the recent ones."""
     if not cursor:
-        return items
+        return 0, {}
     state = json.loads(cursor)
-    newest, seen = state["mtime_ns"], set(state["paths"])
+    seen = dict.fromkeys(state["paths"], state["mtime_ns"])
+    seen.update(state.get("recent", {}))
+    return state["mtime_ns"], seen
+
+
+def _new_items(items: list[LandedItem], cursor: str | None, late_ns: int = 0) -> list[LandedItem]:
+    """Items newer than the cursor: later mtime, or not yet seen and at most ``late_ns``
+    older than the newest seen (only the same mtime on a local folder, where ``late_ns``
+    is 0)."""
+    newest, seen = _seen(cursor)
     return [
         i
         for i in items
-        if i.mtime_ns > newest or (i.mtime_ns == newest and str(i.path) not in seen)
+        if i.mtime_ns > newest or (i.mtime_ns >= newest - late_ns and str(i.path) not in seen)
     ]
 
 
-def _advance(items: list[LandedItem], cursor: str | None, checks_at: float | None) -> str:
-    state = json.loads(cursor) if cursor else {"mtime_ns": 0, "paths": []}
-    newest = max([state["mtime_ns"], *(i.mtime_ns for i in items)])
-    paths = set(state["paths"]) if newest == state["mtime_ns"] else set()
-    paths |= {str(i.path) for i in items if i.mtime_ns == newest}
-    advanced: dict = {"mtime_ns": newest, "paths": sorted(paths)}
+def _advance(
+    items: list[LandedItem], cursor: str | None, late_ns: int = 0, checks_at: float | None = None
+) -> str:
+    newest, seen = _seen(cursor)
+    seen.update({str(i.path): i.mtime_ns for i in items})
+    newest = max([newest, *(i.mtime_ns for i in items)])
+    state: dict[str, object] = {
+        "mtime_ns": newest,
+        "paths": sorted(path for path, mtime in seen.items() if mtime == newest),
+    }
+    recent = {path: m for path, m in sorted(seen.items()) if newest - late_ns <= m < newest}
+    if recent:
+        state["recent"] = recent
     if checks_at is not None:
-        advanced["warning_checks_at"] = checks_at
-    return json.dumps(advanced)
+        state["warning_checks_at"] = checks_at
+    return json.dumps(state)
 
 
 def cursor_day(cursor: str | None) -> str | None:
@@ -90,15 +114,19 @@ def landed_run_requests(
     items: list[LandedItem],
     cursor: str | None,
     trigger: str,
+    *,
+    late_ns: int = 0,
     warning_checks_every_s: float | None = None,
     now: float | None = None,
 ) -> tuple[list[dg.RunRequest], str | None]:
-    """One run request per landing day with new items, and the advanced cursor.
+    """One run request per landing day with new items, and the advanced cursor; ``late_ns``
+    is how far back before the newest item seen new items may still appear (see
+    ``late_listing_ns``).
 
     With ``warning_checks_every_s``, the runs carry the warning-level checks only if the
     last runs that did were requested at least that long ago (kept in the cursor);
     otherwise only the blocking checks."""
-    new = _new_items(items, cursor)
+    new = _new_items(items, cursor, late_ns)
     if not new:
         return [], cursor
     checks_at: float | None = None
@@ -126,7 +154,7 @@ def landed_run_requests(
                 asset_check_keys=None if all_checks else blocking_checks_of(assets),
             )
         )
-    return requests, _advance(new, cursor, checks_at)
+    return requests, _advance(new, cursor, late_ns, checks_at)
 
 
 @dg.sensor(
@@ -138,10 +166,12 @@ def landed_run_requests(
 def lead_file_sensor(
     context: dg.SensorEvaluationContext, landing: LandingZoneResource
 ) -> dg.SensorResult | dg.SkipReason:
-    files = scan_dropped_files(landing.files_dir)
-    requests, cursor = landed_run_requests(files, context.cursor, "file_drop")
+    files_dir = landing.files_dir
+    files = scan_dropped_files(files_dir)
+    late_ns = late_listing_ns(files_dir, OBJECT_STORE_LATE_DROPS)
+    requests, cursor = landed_run_requests(files, context.cursor, "file_drop", late_ns=late_ns)
     if not requests:
-        return dg.SkipReason(f"no new files in {landing.files_dir} ({len(files)} seen before)")
+        return dg.SkipReason(f"no new files in {files_dir} ({len(files)} seen before)")
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
@@ -156,10 +186,16 @@ def lead_file_sensor(
 def webhook_batch_sensor(
     context: dg.SensorEvaluationContext, landing: LandingZoneResource
 ) -> dg.SensorResult | dg.SkipReason:
-    batches = scan_lead_webhook_batches(landing.landing_dir, since_day=cursor_day(context.cursor))
+    landing_dir = landing.landing_dir
+    batches = scan_lead_webhook_batches(landing_dir, since_day=cursor_day(context.cursor))
+    late_ns = late_listing_ns(landing_dir, OBJECT_STORE_LATE_BATCHES)
     requests, cursor = landed_run_requests(
-        batches, context.cursor, "webhook", warning_checks_every_s=WARNING_CHECKS_EVERY_S
+        batches,
+        context.cursor,
+        "webhook",
+        late_ns=late_ns,
+        warning_checks_every_s=WARNING_CHECKS_EVERY_S,
     )
     if not requests:
-        return dg.SkipReason(f"no new form or engagement batches in {landing.landing_dir}")
+        return dg.SkipReason(f"no new form or engagement batches in {landing_dir}")
     return dg.SensorResult(run_requests=requests, cursor=cursor)
