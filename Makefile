@@ -7,7 +7,7 @@ MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := dbt_project/dbt_project.yml dbt_project/profiles.yml $(shell find dbt_project/models dbt_project/macros dbt_project/tests -type f 2>/dev/null)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test bench lint format clean
 
 # uv itself, when the machine has none: pinned, in a throwaway virtualenv.
 .tools/bin/uv:
@@ -30,6 +30,12 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+# Every benchmark at its goal size, one after another (an hour or more on 2 CPUs: run it on a
+# machine doing nothing else). Writes bench/RESULTS.md and the README's benchmark table.
+# BENCH_ARGS="--quick" checks the suite in minutes at small sizes, written to bench/logs/.
+bench: install
+	$(VENV)/bin/python bench/suite.py $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,7 +1,7 @@
 """Throughput of the transform stage on a large lead file, against DuckDB's bare read of the
 same file and a straightforward pandas implementation of the same rules.
 
-    .venv/bin/python bench/transform.py [--n 1000000] [--seed 7] [--skip-pandas]
+    .venv/bin/python bench/transform.py [--n 1000000] [--seed 7] [--skip-pandas] [--json PATH]
 
 Writes ``--n`` realistic leads (``bench/lead_generator.py``) as a CSV drop in a temporary
 folder, then measures three parts, each in a fresh process of its own so that each reports
@@ -12,7 +12,8 @@ it; and ``bench/pandas_transform.py``. Both stage processes first run the run wo
 warm-up (``lib/warm_up.py``), as a run worker does before its run. Prints seconds, records
 per second and peak memory, whether pandas and the stage made the same leads, companies and
 payloads, and whether the goal is met: the stage within 5 times the bare read, at least 5
-times faster than pandas, under 2 GiB peak memory.
+times faster than pandas, under 2 GiB peak memory, and the same outputs as pandas. Exit status
+1 when a goal is not met.
 """
 
 from __future__ import annotations
@@ -32,10 +33,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.lead_generator import write_lead_file  # noqa: E402
+from bench.results import BenchResult, Goal, add_json_option  # noqa: E402
 
 GOAL_READ_RATIO = 5.0
 GOAL_PANDAS_SPEEDUP = 5.0
 GOAL_PEAK_MIB = 2048.0
+# What the benchmark must show; stated first and in the results (bench/suite.py reads it).
+GOAL = (
+    "the transform stage within 5 x DuckDB's bare read of the same file, at least 5 x "
+    "faster than pandas with the same outputs, under 2 GiB peak memory"
+)
 SOURCE = "leads"
 OUTPUTS = ("leads", "companies", "contacts", "accounts")
 
@@ -252,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=1_000_000, help="leads in the file")
     parser.add_argument("--seed", type=int, default=7, help="seed of the made-up leads")
     parser.add_argument("--skip-pandas", action="store_true", help="do not run pandas")
+    add_json_option(parser)
     args = parser.parse_args(argv)
 
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    print(f"goal: {GOAL}")
     with tempfile.TemporaryDirectory(prefix="gtm-bench-transform-") as scratch:
         out_dir = Path(scratch)
         path = out_dir / "leads.csv"
@@ -280,10 +289,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{stage.counts['companies']:,} companies"
         )
 
-        same = True
+        differences: dict[str, tuple[int, int]] = {}
         if pandas is not None:
             differences = compare_outputs(out_dir)
-            same = all(differ == 0 for _, differ in differences.values())
             print(
                 "outputs compared whole with pandas' (every row, every column): "
                 + ", ".join(
@@ -294,34 +302,74 @@ def main(argv: list[str] | None = None) -> int:
 
     read_ratio = stage.seconds / bare.seconds
     goals = [
-        (
-            f"stage within {GOAL_READ_RATIO:g}x the bare read",
-            f"{read_ratio:.1f}x",
+        Goal(
+            f"stage within {GOAL_READ_RATIO:g} x the bare read",
+            f"{read_ratio:.1f} x",
             read_ratio <= GOAL_READ_RATIO,
         ),
-        (
+        Goal(
             f"stage peak memory under {GOAL_PEAK_MIB / 1024:g} GiB",
-            f"{stage.peak_mib:.0f} MiB",
+            f"{stage.peak_mib:,.0f} MiB",
             stage.peak_mib < GOAL_PEAK_MIB,
         ),
     ]
-    if pandas is not None:
+    figures = {
+        "records": records,
+        "file_mb": round(size_mb, 1),
+        "stage_s": stage.seconds,
+        "stage_records_per_s": records / stage.seconds,
+        "stage_peak_mib": stage.peak_mib,
+        "bare_read_s": bare.seconds,
+        "read_ratio": read_ratio,
+        "warm_up_s": stage.steps["warm-up (before)"],
+        "read_validate_s": stage.steps["read + validate"],
+        "transform_leads_s": stage.steps["transform_leads"],
+        "payloads_s": stage.steps["CRM payloads"],
+        "accepted": stage.counts["accepted"],
+        "rejected": stage.counts["rejected"],
+        "leads": stage.counts["leads"],
+        "companies": stage.counts["companies"],
+    }
+    summary = (
+        f"{records:,} records: stage {stage.seconds:.2f} s ({records / stage.seconds:,.0f} "
+        f"records/s, peak {stage.peak_mib:,.0f} MiB; read + validate "
+        f"{stage.steps['read + validate']:.2f} s, transform_leads "
+        f"{stage.steps['transform_leads']:.2f} s, payloads {stage.steps['CRM payloads']:.2f} s); "
+        f"bare read {bare.seconds:.2f} s ({read_ratio:.1f} x)"
+    )
+    if pandas is None:
+        summary += "; pandas not run"
+    else:
         speedup = pandas.seconds / stage.seconds
+        differing = sum(differ for _, differ in differences.values())
         goals.insert(
             1,
-            (
-                f"stage at least {GOAL_PANDAS_SPEEDUP:g}x faster than pandas",
-                f"{speedup:.1f}x",
+            Goal(
+                f"stage at least {GOAL_PANDAS_SPEEDUP:g} x faster than pandas",
+                f"{speedup:.1f} x",
                 speedup >= GOAL_PANDAS_SPEEDUP,
             ),
         )
-    print()
-    print(f"{'goal':<42} {'measured':>10}  met")
-    for goal, measured, met in goals:
-        print(f"{goal:<42} {measured:>10}  {'yes' if met else 'NO'}")
-    if pandas is None:
-        print(f"{'stage at least 5x faster than pandas':<42} {'skipped':>10}")
-    return 0 if same and all(met for _, _, met in goals) else 1
+        goals.append(
+            Goal(
+                "same leads, companies and payloads as pandas (every row, every column)",
+                "same" if not differing else f"{differing:,} rows differ",
+                not differing,
+            )
+        )
+        figures |= {"pandas_s": pandas.seconds, "pandas_speedup": speedup, "rows_differ": differing}
+        summary += f"; pandas {pandas.seconds:.1f} s (pandas / stage = {speedup:.1f}), " + (
+            "same outputs" if not differing else f"{differing:,} output rows differ"
+        )
+    result = BenchResult(
+        "transform",
+        GOAL,
+        parameters={"n": args.n, "seed": args.seed, "pandas": pandas is not None},
+        goals=goals,
+        figures=figures,
+        summary=summary,
+    )
+    return result.report(args.json)
 
 
 if __name__ == "__main__":
