@@ -28,8 +28,10 @@ install: $(VENV)/.synced $(MANIFEST)
 demo: install
 	$(VENV)/bin/gtm demo
 
+# Two test processes: most tests wait on servers, subprocesses and the daemon, not the CPU;
+# idle workers take over waiting tests (worksteal), so the long ones do not queue up.
 test: install
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
 
 # Every benchmark at its goal size, one after another (an hour or more on 2 CPUs: run it on a
 # machine doing nothing else). Writes bench/RESULTS.md and the README's benchmark table.
