@@ -7,6 +7,7 @@ when HubSpot webhooks arrived, then the warehouse models.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ _FILE_CURSOR = "gtm/process/file_cursor"
 _WEBHOOK_CURSOR = "gtm/process/webhook_cursor"
 _HUBSPOT_CURSOR = "gtm/process/hubspot_webhook_cursor"
 INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
+# The code locations' modules (workspace.yaml).
+PIPELINE_LOCATION = "gtm_orchestration.definitions"
+WAREHOUSE_LOCATION = "gtm_orchestration.warehouse_definitions"
 
 
 @dataclass
@@ -62,7 +66,7 @@ def dagster_home() -> Path:
     return home
 
 
-def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
+def _failures(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> list[str]:
     problems = []
     for event in result.all_events:
         if event.is_step_failure:
@@ -83,24 +87,45 @@ def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
     return problems
 
 
+def _outcome(
+    job_name: str, partition: str | None, result: dg.ExecuteInProcessResult | dg.JobExecutionResult
+) -> RunOutcome:
+    failures = _failures(result)
+    return RunOutcome(job_name, result.run_id, partition, result.success and not failures, failures)
+
+
+def location_job(location: str, job_name: str) -> dg.JobDefinition:
+    """Job ``job_name`` of the code location whose module is ``location``."""
+    return importlib.import_module(location).defs.resolve_job_def(job_name)
+
+
 def _execute(
-    defs: dg.Definitions,
+    location: str,
     job_name: str,
     instance: dg.DagsterInstance,
     partition: str | None,
     tags: dict[str, str],
 ) -> RunOutcome:
-    job = defs.resolve_job_def(job_name)
-    result = job.execute_in_process(
-        instance=instance,
-        partition_key=partition,
-        tags=tags,
-        raise_on_error=False,
-        # The full event log is in the instance (and the UI); the terminal gets warnings.
-        run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+    job = location_job(location, job_name)
+    # The full event log is in the instance (and the UI); the terminal gets warnings.
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    if job.executor_def.name == dg.in_process_executor.name:
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=partition,
+            tags=tags,
+            raise_on_error=False,
+            run_config=run_config,
+        )
+        return _outcome(job_name, partition, result)
+    # The steps execute in other processes (GTM_EXECUTOR), which rebuild the job from here.
+    reconstructable = dg.build_reconstructable_job(
+        __name__, location_job.__name__, reconstructable_args=(location, job_name)
     )
-    failures = _failures(result)
-    return RunOutcome(job_name, result.run_id, partition, result.success and not failures, failures)
+    if partition:
+        tags = tags | {"dagster/partition": partition}
+    with dg.execute_job(reconstructable, instance, run_config=run_config, tags=tags) as result:
+        return _outcome(job_name, partition, result)
 
 
 def process_landing_zone(
@@ -116,9 +141,6 @@ def process_landing_zone(
     ``poll_crm`` also runs CRM change capture when no HubSpot webhook arrived, as its
     schedule would. Returns every run's outcome.
     """
-    from gtm_orchestration.definitions import defs
-    from gtm_orchestration.warehouse_definitions import defs as warehouse_defs
-
     settings = settings or Settings.from_env()
     cursors = instance.run_storage.get_cursor_values(
         {_FILE_CURSOR, _WEBHOOK_CURSOR, _HUBSPOT_CURSOR}
@@ -145,22 +167,21 @@ def process_landing_zone(
     report = ProcessReport()
     for day in days:
         tags = {"gtm/launched_by": "gtm process"}
-        report.runs.append(_execute(defs, "lead_pipeline", instance, day, tags))
+        report.runs.append(_execute(PIPELINE_LOCATION, "lead_pipeline", instance, day, tags))
     if days and report.success:
         new_cursors = {_FILE_CURSOR: file_cursor, _WEBHOOK_CURSOR: webhook_cursor}
         instance.run_storage.set_cursor_values({k: v for k, v in new_cursors.items() if v})
     request, hubspot_cursor = new_hubspot_batches_request(landing_dir, cursors.get(_HUBSPOT_CURSOR))
     if request is not None or poll_crm:
-        outcome = _execute(
-            defs, "crm_change_capture", instance, None, {"gtm/launched_by": "gtm process"}
-        )
+        tags = {"gtm/launched_by": "gtm process"}
+        outcome = _execute(PIPELINE_LOCATION, "crm_change_capture", instance, None, tags)
         report.runs.append(outcome)
         if outcome.success and hubspot_cursor:
             instance.run_storage.set_cursor_values({_HUBSPOT_CURSOR: hubspot_cursor})
     if warehouse and report.runs:
         report.runs.append(
             _execute(
-                warehouse_defs,
+                WAREHOUSE_LOCATION,
                 "build_warehouse",
                 instance,
                 None,
