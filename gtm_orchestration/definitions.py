@@ -6,6 +6,7 @@ serves both.
 
 import dagster as dg
 
+from gtm_orchestration.defs.execution import run_executor
 from gtm_orchestration.defs.extract.assets import landed_data
 from gtm_orchestration.defs.extract.crm_changes import CRM_CHANGE_DEFS
 from gtm_orchestration.defs.extract.sensors import lead_file_sensor, webhook_batch_sensor
@@ -74,7 +75,6 @@ defs = dg.Definitions(
         *MONITORING_DEFS["sensors"],
     ],
     resources={**RESOURCES, **MONITORING_DEFS["resources"]},
-    # Steps share the warehouse pool and run one after another anyway; one process per run
-    # spares each step a fresh import of the code location.
-    executor=dg.in_process_executor,
+    # In the run's process by default, each step in its own with GTM_RUN_EXECUTOR=multiprocess.
+    executor=run_executor(),
 )

@@ -8,6 +8,7 @@ when HubSpot webhooks arrived, then the warehouse models.
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from gtm_orchestration.settings import Settings
 _FILE_CURSOR = "gtm/process/file_cursor"
 _WEBHOOK_CURSOR = "gtm/process/webhook_cursor"
 _HUBSPOT_CURSOR = "gtm/process/hubspot_webhook_cursor"
-INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 
 @dataclass
@@ -46,14 +46,15 @@ class ProcessReport:
         return [r.run_id for r in self.runs]
 
 
-def dagster_home() -> Path:
-    """DAGSTER_HOME (default ./.dagster), created with the project's dagster.yaml."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve())))
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists() and INSTANCE_TEMPLATE.exists():
-        config.write_text(INSTANCE_TEMPLATE.read_text())
-    return home
+def pass_tags() -> dict[str, str]:
+    """The tags of the runs a pipeline pass (``gtm process``, the demo's pass) executes.
+
+    ``gtm/pass_lock`` names the host and instance folder whose pass lock the pass holds: an
+    instance stored in PostgreSQL may be shared by passes on several hosts, and a pass may
+    only close the unfinished runs of its own lock's earlier holders.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").resolve()
+    return {"gtm/launched_by": "gtm process", "gtm/pass_lock": f"{socket.gethostname()}:{home}"}
 
 
 def _failures(result: dg.ExecuteInProcessResult) -> list[str]:
@@ -129,8 +130,7 @@ def process_landing_zone(
     days = sorted({r.partition_key for r in file_requests + batch_requests if r.partition_key})
     report = ProcessReport()
     for day in days:
-        tags = {"gtm/launched_by": "gtm process"}
-        report.runs.append(_execute(defs, "lead_pipeline", instance, day, tags))
+        report.runs.append(_execute(defs, "lead_pipeline", instance, day, pass_tags()))
     if days and report.success:
         new_cursors = {_FILE_CURSOR: file_cursor, _WEBHOOK_CURSOR: webhook_cursor}
         instance.run_storage.set_cursor_values({k: v for k, v in new_cursors.items() if v})
@@ -138,20 +138,10 @@ def process_landing_zone(
         settings.landing_dir, cursors.get(_HUBSPOT_CURSOR)
     )
     if request is not None or poll_crm:
-        outcome = _execute(
-            defs, "crm_change_capture", instance, None, {"gtm/launched_by": "gtm process"}
-        )
+        outcome = _execute(defs, "crm_change_capture", instance, None, pass_tags())
         report.runs.append(outcome)
         if outcome.success and hubspot_cursor:
             instance.run_storage.set_cursor_values({_HUBSPOT_CURSOR: hubspot_cursor})
     if warehouse and report.runs:
-        report.runs.append(
-            _execute(
-                warehouse_defs,
-                "build_warehouse",
-                instance,
-                None,
-                {"gtm/launched_by": "gtm process"},
-            )
-        )
+        report.runs.append(_execute(warehouse_defs, "build_warehouse", instance, None, pass_tags()))
     return report

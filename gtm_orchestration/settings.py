@@ -21,6 +21,8 @@ SANDBOX_SLACK_WEBHOOK_PATH = "/slack/services/TSANDBOX/BSANDBOX/sandbox-slack-we
 SANDBOX_PAGERDUTY_ROUTING_KEY = "sandbox0pagerduty0routing0key000"
 DAGSTER_UI_URL = "http://127.0.0.1:3000"
 CRM_DESTINATIONS = ("hubspot", "salesforce")
+# How the pipeline's runs execute their steps (defs/execution.py); the first is the default.
+RUN_EXECUTORS = ("in_process", "multiprocess")
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Settings:
     smtp_url: str | None = field(default=None, repr=False)  # None: digests go to the log
     digest_to: tuple[str, ...] = ()
     dagster_ui_url: str = DAGSTER_UI_URL
+    run_executor: str = RUN_EXECUTORS[0]
 
     @property
     def landing_dir(self) -> Path:
@@ -114,6 +117,7 @@ class Settings:
                 if address.strip()
             ),
             dagster_ui_url=env("GTM_DAGSTER_UI_URL", DAGSTER_UI_URL).rstrip("/"),
+            run_executor=_choice("GTM_RUN_EXECUTOR", RUN_EXECUTORS),
         )
 
 
