@@ -35,7 +35,8 @@ EXECUTORS = {
     executor.name: executor
     for executor in (
         dg.in_process_executor,
-        dg.multiprocess_executor,
+        # As the project's: step processes forked from a server that imported the location.
+        dg.multiprocess_executor.configured({"start_method": {"forkserver": {}}}),
         dg.multi_or_in_process_executor,
     )
 }

@@ -2,9 +2,11 @@
 
 ``LocalDeployment`` starts the sandbox CRM and the webhook receiver on free ports and
 ``dagster-daemon run`` over the given code locations as a subprocess, with ``DAGSTER_HOME``
-(holding the repository's ``dagster.yaml``), ``GTM_DATA_DIR`` and ``HUBSPOT_BASE_URL`` of its
-own. Its helpers post signed form webhooks and watch contacts become readable through the
-CRM API, the way an outside observer would.
+(holding the ``dagster.yaml`` gtm generates from the repository's), ``GTM_DATA_DIR`` and
+``HUBSPOT_BASE_URL`` of its own. When ``DAGSTER_PG_URL`` is set, the instance is stored in
+PostgreSQL, in a database of its own on that server, dropped at the end. Its helpers post
+signed form webhooks and watch contacts become readable through the CRM API, the way an
+outside observer would.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,10 +29,11 @@ from typing import Any
 import dagster as dg
 import httpx
 
+from bench.postgres import scratch_database
+from gtm_orchestration.instance import PG_URL_VARIABLE, write_instance_config
 from gtm_orchestration.receiver.config import ReceiverConfig
 from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.receiver.signatures import gtm_signature
-from gtm_orchestration.runs import INSTANCE_TEMPLATE
 from gtm_orchestration.sandbox.server import SandboxServer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -110,6 +114,9 @@ class LocalDeployment:
         )
         self._observer: httpx.Client | None = None
         self._last_observer_request = 0.0
+        # The instance's database when DAGSTER_PG_URL is set (None: SQLite in dagster_home).
+        self.pg_url: str | None = None
+        self._resources = ExitStack()
 
     def __enter__(self) -> LocalDeployment:
         try:
@@ -191,7 +198,7 @@ class LocalDeployment:
         """The stages of the runs ``sensor_name`` launched after ``since`` (epoch seconds),
         oldest first, read from the deployment's Dagster instance."""
         timelines = []
-        with dg.DagsterInstance.from_config(str(self.dagster_home)) as instance:
+        with self.open_instance() as instance:
             records = instance.get_run_records(
                 dg.RunsFilter(tags={"dagster/sensor_name": sensor_name})
             )
@@ -209,6 +216,21 @@ class LocalDeployment:
                 )
         return timelines
 
+    def open_instance(self) -> dg.DagsterInstance:
+        """The deployment's Dagster instance, as its daemon opens it."""
+        # The instance's configuration names the variable; its value is this deployment's
+        # database only while the storage connects.
+        saved = os.environ.get(PG_URL_VARIABLE)
+        if self.pg_url:
+            os.environ[PG_URL_VARIABLE] = self.pg_url
+        try:
+            return dg.DagsterInstance.from_config(str(self.dagster_home))
+        finally:
+            if saved is None:
+                os.environ.pop(PG_URL_VARIABLE, None)
+            else:
+                os.environ[PG_URL_VARIABLE] = saved
+
     def check_daemon(self) -> None:
         """Raise ``DaemonExited`` with the end of its log if the daemon is no longer running."""
         if self.daemon is not None and self.daemon.poll() is not None:
@@ -224,8 +246,10 @@ class LocalDeployment:
             return ""
 
     def _start(self) -> None:
-        self.dagster_home.mkdir(parents=True)
-        shutil.copyfile(INSTANCE_TEMPLATE, self.dagster_home / "dagster.yaml")
+        if server := os.environ.get(PG_URL_VARIABLE):
+            # A fresh instance, as the SQLite one is a fresh folder: a database of its own.
+            self.pg_url = self._resources.enter_context(scratch_database(server, "gtm_bench"))
+        write_instance_config(self.dagster_home)
         self.sandbox.start()
         self.receiver.start()
         self._observer = httpx.Client(
@@ -240,6 +264,7 @@ class LocalDeployment:
             "HUBSPOT_BASE_URL": self.crm_url,
             # The code locations (and bench modules) import from the checkout.
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")])),
+            **({PG_URL_VARIABLE: self.pg_url} if self.pg_url else {}),
             **self.extra_env,
         }
         command = [str(Path(sys.executable).parent / "dagster-daemon"), "run"]
@@ -260,6 +285,7 @@ class LocalDeployment:
             _stop_process_group(self.daemon)
         self.receiver.stop()
         self.sandbox.stop()
+        self._resources.close()
         self._http.close()
         if self._observer is not None:
             self._observer.close()

@@ -62,9 +62,11 @@ def _print_report(report: object) -> None:
 def _cmd_process(args: argparse.Namespace) -> int:
     import dagster as dg
 
-    from gtm_orchestration.runs import dagster_home, process_landing_zone
+    from gtm_orchestration.runs import process_landing_zone
 
-    home = dagster_home()
+    home = _dagster_home()
+    if home is None:
+        return 2
     with dg.DagsterInstance.get() as instance, _one_pass_at_a_time(home, instance):
         report = process_landing_zone(instance)
     if not report.runs:
@@ -73,15 +75,46 @@ def _cmd_process(args: argparse.Namespace) -> int:
     return 0 if report.success else 1
 
 
+def _cmd_instance(args: argparse.Namespace) -> int:
+    import yaml
+
+    from gtm_orchestration.instance import storage_kind
+
+    home = _dagster_home()
+    if home is None:
+        return 2
+    config = home / "dagster.yaml"
+    kind = storage_kind(yaml.safe_load(config.read_text()))
+    where = "PostgreSQL" if kind == "postgres" else f"{kind} storage under {home}"
+    print(f"{config}: runs, event logs, schedules and sensor state in {where}")
+    return 0
+
+
+def _dagster_home() -> Path | None:
+    """$DAGSTER_HOME with its dagster.yaml up to date, or None (the reason printed) when
+    that file contradicts the environment."""
+    from gtm_orchestration.instance import InstanceConfigError, dagster_home
+
+    try:
+        return dagster_home()
+    except InstanceConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
 @contextmanager
 def _one_pass_at_a_time(home: Path, instance: dg.DagsterInstance) -> Iterator[None]:
     """Hold the instance's pass lock: one pipeline pass at a time on an instance.
 
-    Holding it, any run an earlier pass left unfinished belongs to a process that died
-    (killed, crashed). Such runs are marked failed and their pool slots freed; otherwise
-    the slots their steps held stay taken and the next pass waits for them forever.
+    Holding it, any run an earlier pass under the same lock left unfinished belongs to a
+    process that died (killed, crashed). Such runs are marked failed and their pool slots
+    freed; otherwise the slots their steps held stay taken and the next pass waits for them
+    forever. Runs of passes on other hosts or instance folders sharing the instance's
+    PostgreSQL storage are not this lock's, and are left alone.
     """
     import dagster as dg
+
+    from gtm_orchestration.runs import pass_tags
 
     with open(home / PASS_LOCK_FILE, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -92,7 +125,7 @@ def _one_pass_at_a_time(home: Path, instance: dg.DagsterInstance) -> Iterator[No
                     dg.DagsterRunStatus.STARTING,
                     dg.DagsterRunStatus.STARTED,
                 ],
-                tags={"gtm/launched_by": "gtm process"},
+                tags=pass_tags(),
             )
         )
         for run in unfinished:
@@ -234,11 +267,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     from gtm_orchestration.demo import drop_sample_files, seed_crm, summarize
     from gtm_orchestration.receiver.config import ReceiverConfig
-    from gtm_orchestration.runs import dagster_home, process_landing_zone
+    from gtm_orchestration.runs import process_landing_zone
     from gtm_orchestration.sandbox.traffic import DemoTraffic
 
     settings = Settings.from_env()
-    home = dagster_home()
+    home = _dagster_home()
+    if home is None:
+        return 2
     with ExitStack() as stack:
         if not _answers(settings.hubspot_base_url):
             from gtm_orchestration.sandbox.server import SandboxServer
@@ -329,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     process = commands.add_parser("process", help="run the pipeline over new landed data, now")
     process.set_defaults(handler=_cmd_process)
+
+    instance = commands.add_parser(
+        "instance",
+        help="write $DAGSTER_HOME/dagster.yaml for this environment and say where runs are stored",
+    )
+    instance.set_defaults(handler=_cmd_instance)
 
     sandbox = commands.add_parser("sandbox", help="serve the SaaS emulators in the foreground")
     sandbox.add_argument("--host", default=SANDBOX_HOST)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +29,6 @@ from gtm_orchestration.settings import Settings
 _FILE_CURSOR = "gtm/process/file_cursor"
 _WEBHOOK_CURSOR = "gtm/process/webhook_cursor"
 _HUBSPOT_CURSOR = "gtm/process/hubspot_webhook_cursor"
-INSTANCE_TEMPLATE = Path(__file__).resolve().parent.parent / "dagster.yaml"
 # The code locations' modules (workspace.yaml).
 PIPELINE_LOCATION = "gtm_orchestration.definitions"
 WAREHOUSE_LOCATION = "gtm_orchestration.warehouse_definitions"
@@ -56,14 +56,15 @@ class ProcessReport:
         return [r.run_id for r in self.runs]
 
 
-def dagster_home() -> Path:
-    """DAGSTER_HOME (default ./.dagster), created with the project's dagster.yaml."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(".dagster").resolve())))
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists() and INSTANCE_TEMPLATE.exists():
-        config.write_text(INSTANCE_TEMPLATE.read_text())
-    return home
+def pass_tags() -> dict[str, str]:
+    """The tags of the runs a pipeline pass (``gtm process``, the demo's pass) executes.
+
+    ``gtm/pass_lock`` names the host and instance folder whose pass lock the pass holds: an
+    instance stored in PostgreSQL may be shared by passes on several hosts, and a pass may
+    only close the unfinished runs of its own lock's earlier holders.
+    """
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster").resolve()
+    return {"gtm/launched_by": "gtm process", "gtm/pass_lock": f"{socket.gethostname()}:{home}"}
 
 
 def _failures(result: dg.ExecuteInProcessResult | dg.JobExecutionResult) -> list[str]:
@@ -166,26 +167,18 @@ def process_landing_zone(
     days = sorted({r.partition_key for r in file_requests + batch_requests if r.partition_key})
     report = ProcessReport()
     for day in days:
-        tags = {"gtm/launched_by": "gtm process"}
-        report.runs.append(_execute(PIPELINE_LOCATION, "lead_pipeline", instance, day, tags))
+        report.runs.append(_execute(PIPELINE_LOCATION, "lead_pipeline", instance, day, pass_tags()))
     if days and report.success:
         new_cursors = {_FILE_CURSOR: file_cursor, _WEBHOOK_CURSOR: webhook_cursor}
         instance.run_storage.set_cursor_values({k: v for k, v in new_cursors.items() if v})
     request, hubspot_cursor = new_hubspot_batches_request(landing_dir, cursors.get(_HUBSPOT_CURSOR))
     if request is not None or poll_crm:
-        tags = {"gtm/launched_by": "gtm process"}
-        outcome = _execute(PIPELINE_LOCATION, "crm_change_capture", instance, None, tags)
+        outcome = _execute(PIPELINE_LOCATION, "crm_change_capture", instance, None, pass_tags())
         report.runs.append(outcome)
         if outcome.success and hubspot_cursor:
             instance.run_storage.set_cursor_values({_HUBSPOT_CURSOR: hubspot_cursor})
     if warehouse and report.runs:
         report.runs.append(
-            _execute(
-                WAREHOUSE_LOCATION,
-                "build_warehouse",
-                instance,
-                None,
-                {"gtm/launched_by": "gtm process"},
-            )
+            _execute(WAREHOUSE_LOCATION, "build_warehouse", instance, None, pass_tags())
         )
     return report

@@ -1,7 +1,9 @@
-"""Shared fixtures: a sandbox CRM on a free port and a data folder per test."""
+"""Shared fixtures: a sandbox CRM on a free port, a data folder and a PostgreSQL database
+per test, a local S3 server."""
 
 from __future__ import annotations
 
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -12,8 +14,10 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+import sqlalchemy as sa
 from moto.server import ThreadedMotoServer
 
+from bench.postgres import scratch_database
 from gtm_orchestration.sandbox.server import SandboxServer
 from gtm_orchestration.settings import SANDBOX_HUBSPOT_TOKEN, Settings
 
@@ -85,6 +89,9 @@ def settings(tmp_path: Path, crm: Crm, monkeypatch: pytest.MonkeyPatch) -> Setti
     monkeypatch.delenv("GTM_WAREHOUSE_URL", raising=False)
     monkeypatch.delenv("GTM_STORAGE_URL", raising=False)
     monkeypatch.delenv("GTM_S3_ENDPOINT_URL", raising=False)
+    # A test's instance is SQLite in its own folder unless the test sets these itself.
+    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+    monkeypatch.delenv("GTM_EXECUTOR", raising=False)
     monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN", raising=False)
     (tmp_path / "dagster_home").mkdir()
     return Settings.from_env()
@@ -148,6 +155,27 @@ def s3_settings(
     monkeypatch.setenv("GTM_STORAGE_URL", f"s3://{object_store.bucket}/gtm")
     monkeypatch.setenv("GTM_S3_ENDPOINT_URL", object_store.endpoint_url)
     return Settings.from_env()
+
+
+# The PostgreSQL server the tests make their databases on (a trust login on loopback here).
+POSTGRES_SERVER_URL = (
+    os.environ.get("GTM_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database of this test's own, dropped after it; its URL."""
+    server = sa.engine.make_url(POSTGRES_SERVER_URL)
+    try:
+        sa.create_engine(server, poolclass=sa.NullPool).connect().close()
+    except sa.exc.OperationalError as error:
+        raise RuntimeError(
+            f"PostgreSQL at {server.host}:{server.port or 5432} (GTM_TEST_PG_URL) is needed "
+            f"by this test and does not answer: {error.orig}"
+        ) from None
+    with scratch_database(POSTGRES_SERVER_URL, "gtm_test") as url:
+        yield url
 
 
 def drop_file(settings: Settings, source: str, name: str, content: str | bytes) -> Path:

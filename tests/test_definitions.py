@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -235,3 +236,21 @@ def test_crm_loads_take_their_portals_pool() -> None:
         "hubspot_engagement",
         "hubspot_engagement_rescore",
     }
+
+
+def test_the_pipeline_runs_in_process_unless_gtm_executor_asks_for_processes() -> None:
+    code = (
+        "from gtm_orchestration.definitions import defs; "
+        "print(defs.resolve_job_def('lead_pipeline').executor_def.name)"
+    )
+    chosen = {}
+    for value in ("", "multiprocess", "threads"):  # an empty variable counts as unset
+        env = {**os.environ, "GTM_EXECUTOR": value}
+        chosen[value] = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env
+        )
+    assert chosen[""].stdout.strip() == "in_process", chosen[""].stderr
+    assert chosen["multiprocess"].stdout.strip() == "multiprocess", chosen["multiprocess"].stderr
+    assert chosen["threads"].returncode != 0
+    expected = "GTM_EXECUTOR='threads': expected one of in_process, multiprocess, celery"
+    assert expected in chosen["threads"].stderr

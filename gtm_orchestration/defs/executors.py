@@ -3,7 +3,10 @@
 - ``in_process`` (the default): every step in the run's own process, one after another.
   Steps share the warehouse pool and run one after another anyway; one process per run
   spares each step a fresh import of the code location.
-- ``multiprocess``: each step in a child process of the run's process.
+- ``multiprocess``: each step in a process of its own, so a run's steps that do not depend
+  on each other run side by side; the pools hold across processes, as across runs. Step
+  processes fork from a server that imported the code location once per run
+  (``step_server.py``), rather than each starting an interpreter and importing it again.
 - ``celery``: each step is a task on a Celery broker (``GTM_CELERY_BROKER_URL``, by default
   RabbitMQ on ``pyamqp://guest@127.0.0.1:5672//``), executed by whichever Celery worker takes
   it (``celery -A gtm_orchestration.celery_app worker``, see the README); the step's events
@@ -17,10 +20,13 @@ configuration) and never logged.
 
 from __future__ import annotations
 
+import multiprocessing
+import multiprocessing.forkserver
 import os
 
 import dagster as dg
 
+from gtm_orchestration.lib.warm_up import transform_sample_leads
 from gtm_orchestration.settings import _choice
 
 EXECUTORS = ("in_process", "multiprocess", "celery")
@@ -28,6 +34,14 @@ BROKER_URL_VARIABLE = "GTM_CELERY_BROKER_URL"
 BACKEND_URL_VARIABLE = "GTM_CELERY_BACKEND_URL"
 DEFAULT_BROKER_URL = "pyamqp://guest@127.0.0.1:5672//"
 DEFAULT_BACKEND_URL = "rpc://"
+
+
+# What the multiprocess executor's fork server imports before it forks a step's process.
+STEP_SERVER_PRELOAD = ["dagster._core.executor.multiprocess", "gtm_orchestration.step_server"]
+multiprocess_run_executor = dg.multiprocess_executor.configured(
+    {"start_method": {"forkserver": {"preload_modules": STEP_SERVER_PRELOAD}}},
+    name="multiprocess",
+)
 
 
 def executor_name() -> str:
@@ -65,5 +79,24 @@ def pipeline_executor() -> dg.ExecutorDefinition:
             name="celery",
         )
     if name == "multiprocess":
-        return dg.multiprocess_executor
+        return multiprocess_run_executor
     return dg.in_process_executor
+
+
+def warm_up_run_worker() -> None:
+    """What a run worker of ``PrestartedRunLauncher`` prepares before its run arrives (its
+    ``warm_up`` hook in ``dagster.yaml``).
+
+    In process, the run's transform: the dictionaries and rules, loaded by dry-running the
+    bundled sample drop (``lib/warm_up.py``). Multiprocess, the server the run's steps fork
+    from: started by the run's first step instead, it would import the code location while
+    that step holds its pool's slot, and every other run's step in that pool would wait. The
+    executor asks for the same modules, so it uses this server as it is. With Celery the
+    steps run in the workers, which load the code when they start.
+    """
+    name = executor_name()
+    if name == "in_process":
+        transform_sample_leads()
+    elif name == "multiprocess":
+        multiprocessing.get_context("forkserver").set_forkserver_preload(STEP_SERVER_PRELOAD)
+        multiprocessing.forkserver.ensure_running()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from gtm_orchestration.runs import INSTANCE_TEMPLATE
+from gtm_orchestration.instance import write_instance_config
 from gtm_orchestration.settings import Settings
 from tests.conftest import Crm, drop_file
 from tests.e2e.test_file_drop import LEADS
@@ -21,8 +20,7 @@ from tests.e2e.test_file_drop import LEADS
 def test_daemon_sensor_launches_the_run_that_loads_the_crm(
     settings: Settings, crm: Crm, tmp_path: Path
 ) -> None:
-    home = Path(os.environ["DAGSTER_HOME"])
-    shutil.copyfile(INSTANCE_TEMPLATE, home / "dagster.yaml")
+    write_instance_config(Path(os.environ["DAGSTER_HOME"]))
     daemon = subprocess.Popen(
         [
             Path(sys.executable).parent / "dagster-daemon",

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from gtm_orchestration.runs import INSTANCE_TEMPLATE
+from gtm_orchestration.instance import instance_yaml
 from gtm_orchestration.settings import Settings
 from tests.monitoring.support import Sinks
 
@@ -22,7 +22,7 @@ def test_a_run_past_its_maximum_runtime_is_stopped_and_alerted_once(
     settings: Settings, sinks: Sinks, tmp_path: Path
 ) -> None:
     home = Path(os.environ["DAGSTER_HOME"])
-    config = yaml.safe_load(INSTANCE_TEMPLATE.read_text())
+    config = yaml.safe_load(instance_yaml())
     assert config["run_monitoring"]["enabled"] is True
     config["run_monitoring"]["poll_interval_seconds"] = 1  # look at the run every second
     (home / "dagster.yaml").write_text(yaml.safe_dump(config))
