@@ -41,7 +41,7 @@ REPO_ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.harness import ISOLATED_VARIABLES  # noqa: E402
-from gtm_orchestration.runs import INSTANCE_TEMPLATE  # noqa: E402
+from gtm_orchestration.instance import INSTANCE_TEMPLATE  # noqa: E402
 
 # In the order they run; the arguments are each benchmark's goal size.
 GOAL_ARGS: dict[str, list[str]] = {

@@ -24,18 +24,14 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 import httpx
-import psycopg2
 import pytest
-import yaml
 
 from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.receiver.signatures import gtm_signature
-from gtm_orchestration.runs import INSTANCE_TEMPLATE
 from gtm_orchestration.settings import SANDBOX_WEBHOOK_SECRET, Settings
 from tests.conftest import Crm, drop_file
 from tests.e2e.test_file_drop import LEADS
 
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 RABBITMQ = "127.0.0.1:5672"
 WORKERS = ("steps-a", "steps-b")
 FILE_EMAILS = [
@@ -73,30 +69,13 @@ def broker_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_instance(settings: Settings) -> Iterator[None]:
-    """The project's instance settings with run and event storage in a fresh database."""
-    database = f"cel_{uuid.uuid4().hex[:12]}"
-    _admin(f"CREATE DATABASE {database}")
-    try:
-        url = "postgresql+psycopg2://{user}@{host}:{port}/".format(**POSTGRES) + database
-        home = Path(os.environ["DAGSTER_HOME"])
-        storage = {"storage": {"postgres": {"postgres_url": url}}}
-        (home / "dagster.yaml").write_text(
-            INSTANCE_TEMPLATE.read_text() + "\n" + yaml.safe_dump(storage)
-        )
-        yield
-    finally:
-        _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-
-
-def _admin(statement: str) -> None:
-    connection = psycopg2.connect(dbname="postgres", **POSTGRES)
-    try:
-        connection.autocommit = True
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        connection.close()
+def postgres_instance(
+    settings: Settings, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """The project's instance settings with run and event storage in a fresh database
+    (``DAGSTER_PG_URL``, as a deployment sets it)."""
+    monkeypatch.setenv("DAGSTER_PG_URL", pg_database)
+    yield
 
 
 def _start_worker(name: str, folder: Path) -> subprocess.Popen[bytes]:
