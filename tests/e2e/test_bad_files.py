@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dagster as dg
-import duckdb
 
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 from tests.conftest import Crm, drop_file
 from tests.e2e.pipeline import launch, sensor_runs
@@ -19,20 +19,18 @@ def _process(settings: Settings) -> list[dg.ExecuteInProcessResult]:
 
 
 def _log(settings: Settings) -> dict[str, tuple]:
-    con = duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True)
-    rows = con.execute(
-        "SELECT file_name, status, error, rows_total, rows_rejected FROM raw.file_ingestions"
-    ).fetchall()
-    con.close()
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT file_name, status, error, rows_total, rows_rejected FROM raw.file_ingestions"
+        ).fetchall()
     return {r[0]: r[1:] for r in rows}
 
 
 def _rejected_rows(settings: Settings) -> list[tuple]:
-    con = duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True)
-    rows = con.execute(
-        "SELECT line, field, value, reason FROM raw.rejected_rows ORDER BY line"
-    ).fetchall()
-    con.close()
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT line, field, value, reason FROM raw.rejected_rows ORDER BY line"
+        ).fetchall()
     return rows
 
 

@@ -5,6 +5,7 @@ only the companies whose firmographics changed."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +17,7 @@ from gtm_orchestration.definitions import defs
 from gtm_orchestration.defs.transform.enrichment import rederive_refreshed_days
 from gtm_orchestration.lib.conversion import headcount_band
 from gtm_orchestration.lib.normalize import normalize_industry
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.sandbox import SandboxServer
 from gtm_orchestration.settings import Settings
 from tests.conftest import Crm, drop_file
@@ -65,8 +67,8 @@ def _leads_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
-def _warehouse(settings: Settings) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(settings.data_dir / "warehouse.duckdb"))
+def _warehouse(settings: Settings) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+    return Warehouse(settings.warehouse_url).connect()
 
 
 def _run_drop(settings: Settings, instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:

@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 import httpx
+import psycopg2
 import pytest
 
 from gtm_orchestration.definitions import defs
@@ -121,20 +122,27 @@ def sequence_states(crm: Crm) -> list[dict]:
 
 
 def read_warehouse(settings: Settings, sql: str) -> list[tuple]:
-    """Read the warehouse as soon as no other process holds it."""
-    deadline = time.monotonic() + 60
-    while True:
+    """Read the warehouse (as soon as no other process holds a DuckDB file)."""
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def hold_enrollments(settings: Settings) -> Callable[[], None]:
+    """Keep every other process from writing the enrollments until the returned function is
+    called: a DuckDB file opened by this process, PostgreSQL's tables locked in a
+    transaction of this process's own."""
+    warehouse = Warehouse(settings.warehouse_url)
+    while not warehouse.is_postgres:
         try:
-            con = duckdb.connect(str(Warehouse(settings.warehouse_url).duckdb_path), read_only=True)
+            return duckdb.connect(str(warehouse.duckdb_path), read_only=True).close
         except duckdb.IOException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-            continue
-        try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
+            time.sleep(0.02)  # the other process has it open this moment
+    holder = psycopg2.connect(settings.warehouse_url)
+    with holder.cursor() as cursor:
+        cursor.execute(
+            "LOCK TABLE gtm.sequence_enrollments, gtm.sequence_enrollment_log IN SHARE MODE"
+        )
+    return holder.close
 
 
 def events(settings: Settings) -> list[str]:
@@ -289,21 +297,16 @@ def test_a_release_killed_after_the_sequencer_took_it_is_not_sent_again(
         go = tmp_path / "go"
         go.touch()
         process = start_enrollment_process(go)
-        path = str(Warehouse(settings.warehouse_url).duckdb_path)
         try:
             # Once it has claimed, hold the warehouse so that it cannot record the outcome.
-            holder = None
-            while holder is None:
-                try:
-                    con = duckdb.connect(path, read_only=True)
-                except duckdb.IOException:
-                    time.sleep(0.02)
-                    continue
-                status = con.execute("SELECT status FROM gtm.sequence_enrollments").fetchall()
-                if status == [("sending",)]:
-                    holder = con
-                else:
-                    con.close()
+            wait_for(
+                lambda: (
+                    read_warehouse(settings, "SELECT status FROM gtm.sequence_enrollments")
+                    == [("sending",)]
+                ),
+                "the enrollment to be claimed",
+            )
+            release_warehouse = hold_enrollments(settings)
             crm.http.post("/__sandbox/faults", json={}).raise_for_status()
             wait_for(
                 lambda: "POST /api/v2/sequenceStates" in sequencer_posts(crm),
@@ -312,7 +315,7 @@ def test_a_release_killed_after_the_sequencer_took_it_is_not_sent_again(
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
-        holder.close()
+        release_warehouse()
         assert read_warehouse(settings, "SELECT status FROM gtm.sequence_enrollments") == [
             ("sending",)
         ]

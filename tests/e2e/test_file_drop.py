@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import dagster as dg
-import duckdb
 
 from gtm_orchestration.lib.mapping import load_registry
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 from tests.conftest import Crm, drop_file
 from tests.e2e.pipeline import launch, sensor_runs
@@ -124,15 +124,14 @@ def test_ingestion_log_and_raw_rows_record_the_file(settings: Settings, crm: Crm
     with dg.instance_for_test() as instance:
         requests, _ = sensor_runs(instance)
         assert launch(instance, requests[0]).success
-    con = duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True)
-    log = con.execute(
-        "SELECT file_path, status, rows_total, rows_accepted, rows_rejected, length(sha256), "
-        "started_at <= finished_at FROM raw.file_ingestions"
-    ).fetchall()
-    assert log == [(str(path), "ingested", 6, 6, 0, 64, True)]
-    raw = con.execute(
-        "SELECT count(*), min(mapping_version), count(DISTINCT source_file), min(loaded_at) "
-        "IS NOT NULL FROM raw.lead_rows"
-    ).fetchone()
-    assert raw == (6, REGISTRY.version, 1, True)
-    con.close()
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        log = con.execute(
+            "SELECT file_path, status, rows_total, rows_accepted, rows_rejected, length(sha256), "
+            "started_at <= finished_at FROM raw.file_ingestions"
+        ).fetchall()
+        assert log == [(str(path), "ingested", 6, 6, 0, 64, True)]
+        raw = con.execute(
+            "SELECT count(*), min(mapping_version), count(DISTINCT source_file), min(loaded_at) "
+            "IS NOT NULL FROM raw.lead_rows"
+        ).fetchone()
+        assert raw == (6, REGISTRY.version, 1, True)

@@ -6,8 +6,8 @@ import os
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
-import duckdb
 
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 from tests.conftest import Crm, drop_file
 from tests.e2e.pipeline import launch, sensor_runs
@@ -55,7 +55,7 @@ def test_a_later_spelling_of_a_gmail_address_updates_the_first_contact(
     assert sorted(contacts) == ["jo.park@gmail.com", "jo.park@outlook.com"]
     assert contacts["jo.park@gmail.com"]["jobtitle"] == "VP Marketing"
 
-    with duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True) as con:
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
         assert con.execute(
             "SELECT identity_key, email FROM gtm.identities ORDER BY 1"
         ).fetchall() == [

@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
@@ -43,7 +42,7 @@ def test_health_marts_report_throughput_errors_and_latency(
     # The marts' own tests ran too: none failed.
     assert "ERROR=0" in built.stdout and "PASS=" in built.stdout
 
-    with duckdb.connect(str(warehouse.duckdb_path), read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
         stages = con.execute(
             "SELECT stage, asset, records_in, records_out, rejected, error_rate "
             "FROM marts.mart_stage_health WHERE grain = 'day' ORDER BY stage, asset"
