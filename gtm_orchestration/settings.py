@@ -30,7 +30,7 @@ CRM_DESTINATIONS = ("hubspot", "salesforce")
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path
-    warehouse_url: str
+    warehouse_url: str = field(repr=False)  # a PostgreSQL URL may carry a password
     hubspot_base_url: str
     hubspot_access_token: str = field(repr=False)  # a secret: never printed
     enrichment_base_url: str

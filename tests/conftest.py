@@ -1,5 +1,14 @@
-"""Shared fixtures: a sandbox CRM on a free port, a data folder and a PostgreSQL database
-per test, a local S3 server."""
+"""Shared fixtures: a sandbox CRM on a free port, a data folder, a warehouse and a Dagster
+instance per test, a local S3 server.
+
+A test runs on one of two backends (fixture ``backend``): ``embedded``, the defaults (a
+SQLite instance in the test's folder, a DuckDB warehouse file, steps in the run's process),
+or ``postgres``: the instance and the warehouse each in a fresh PostgreSQL database of the
+test's own (created before it, dropped after it) on the server of ``GTM_TEST_PG_URL``
+(default: postgres on 127.0.0.1:5432), with the multiprocess executor. The end-to-end tests
+run on both (``tests/e2e/conftest.py``); ``GTM_TEST_BACKEND=postgres`` puts every other test
+on PostgreSQL too.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +16,13 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+import dagster as dg
 import httpx
 import pytest
 import sqlalchemy as sa
@@ -79,19 +90,81 @@ def crm(tmp_path: Path) -> Iterator[Crm]:
             yield Crm(server.base_url, http)
 
 
+# The PostgreSQL server the tests make their databases on (a trust login on loopback here).
+POSTGRES_SERVER_URL = (
+    os.environ.get("GTM_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+BACKENDS = ("embedded", "postgres")
+
+
 @pytest.fixture
-def settings(tmp_path: Path, crm: Crm, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """A data folder, instance folder and CRM of this test's own, set in the environment."""
+def backend() -> str:
+    """Where this test's instance and warehouse live: ``GTM_TEST_BACKEND``, else embedded."""
+    chosen = os.environ.get("GTM_TEST_BACKEND") or "embedded"
+    if chosen not in BACKENDS:
+        raise ValueError(f"GTM_TEST_BACKEND={chosen!r}: expected one of {', '.join(BACKENDS)}")
+    return chosen
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database of this test's own, dropped after it; its URL."""
+    server = sa.engine.make_url(POSTGRES_SERVER_URL)
+    try:
+        sa.create_engine(server, poolclass=sa.NullPool).connect().close()
+    except sa.exc.OperationalError as error:
+        raise RuntimeError(
+            f"PostgreSQL at {server.host}:{server.port or 5432} (GTM_TEST_PG_URL) is needed "
+            f"by this test and does not answer: {error.orig}"
+        ) from None
+    with scratch_database(POSTGRES_SERVER_URL, "gtm_test") as url:
+        yield url
+
+
+@pytest.fixture
+def instance_database(pg_database: str) -> str:
+    """The PostgreSQL database of a ``postgres`` backend's Dagster instance."""
+    return pg_database
+
+
+@pytest.fixture
+def warehouse_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """This test's warehouse: ``$GTM_DATA_DIR/warehouse.duckdb`` of the test's data folder,
+    or a PostgreSQL database of its own on the ``postgres`` backend."""
+    if backend != "postgres":
+        yield f"duckdb:///{tmp_path / 'data' / 'warehouse.duckdb'}"
+        return
+    with scratch_database(POSTGRES_SERVER_URL, "gtm_test_warehouse") as url:
+        yield url
+
+
+@pytest.fixture
+def settings(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    crm: Crm,
+    backend: str,
+    warehouse_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Settings:
+    """A data folder, instance folder, warehouse and CRM of this test's own, set in the
+    environment."""
     data_dir = tmp_path / "data"
     monkeypatch.setenv("GTM_DATA_DIR", str(data_dir))
     monkeypatch.setenv("HUBSPOT_BASE_URL", crm.base_url)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
-    monkeypatch.delenv("GTM_WAREHOUSE_URL", raising=False)
     monkeypatch.delenv("GTM_STORAGE_URL", raising=False)
     monkeypatch.delenv("GTM_S3_ENDPOINT_URL", raising=False)
-    # A test's instance is SQLite in its own folder unless the test sets these itself.
-    monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
-    monkeypatch.delenv("GTM_EXECUTOR", raising=False)
+    if backend == "postgres":
+        monkeypatch.setenv("GTM_WAREHOUSE_URL", warehouse_url)
+        monkeypatch.setenv("DAGSTER_PG_URL", request.getfixturevalue("instance_database"))
+        monkeypatch.setenv("GTM_EXECUTOR", "multiprocess")
+    else:
+        # The defaults, as a user's: $GTM_DATA_DIR/warehouse.duckdb, a SQLite instance in
+        # $DAGSTER_HOME, steps in the run's process.
+        monkeypatch.delenv("GTM_WAREHOUSE_URL", raising=False)
+        monkeypatch.delenv("DAGSTER_PG_URL", raising=False)
+        monkeypatch.delenv("GTM_EXECUTOR", raising=False)
     monkeypatch.delenv("HUBSPOT_ACCESS_TOKEN", raising=False)
     (tmp_path / "dagster_home").mkdir()
     return Settings.from_env()
@@ -157,25 +230,17 @@ def s3_settings(
     return Settings.from_env()
 
 
-# The PostgreSQL server the tests make their databases on (a trust login on loopback here).
-POSTGRES_SERVER_URL = (
-    os.environ.get("GTM_TEST_PG_URL") or "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+@contextmanager
+def test_instance() -> Iterator[dg.DagsterInstance]:
+    """A Dagster instance for a test that drives runs itself: in a temporary folder, stored
+    in the backend's database when ``DAGSTER_PG_URL`` is set (the ``postgres`` backend)."""
+    url = os.environ.get("DAGSTER_PG_URL")
+    overrides = {"storage": {"postgres": {"postgres_url": url}}} if url else None
+    with dg.instance_for_test(overrides=overrides) as instance:
+        yield instance
 
 
-@pytest.fixture
-def pg_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database of this test's own, dropped after it; its URL."""
-    server = sa.engine.make_url(POSTGRES_SERVER_URL)
-    try:
-        sa.create_engine(server, poolclass=sa.NullPool).connect().close()
-    except sa.exc.OperationalError as error:
-        raise RuntimeError(
-            f"PostgreSQL at {server.host}:{server.port or 5432} (GTM_TEST_PG_URL) is needed "
-            f"by this test and does not answer: {error.orig}"
-        ) from None
-    with scratch_database(POSTGRES_SERVER_URL, "gtm_test") as url:
-        yield url
+test_instance.__test__ = False  # a helper, not a test
 
 
 def drop_file(settings: Settings, source: str, name: str, content: str | bytes) -> Path:

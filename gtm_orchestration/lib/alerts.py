@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -36,6 +35,7 @@ import duckdb
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from gtm_orchestration.lib.config import config_path, load_model
+from gtm_orchestration.lib.warehouse import Warehouse
 
 Severity = Literal["critical", "warning", "info"]
 CRITICAL: Severity = "critical"
@@ -385,38 +385,18 @@ def lead_latency(
     return LatencyStats(float(row[0]), int(row[1]), row[2])
 
 
-@contextmanager
-def reading_warehouse(path: Path) -> Iterator[duckdb.DuckDBPyConnection | None]:
-    """A read-only connection to the warehouse at ``path``, taken without waiting: None while
-    a run writes to it (ask again next time). A warehouse not created yet reads as empty."""
-    if not path.exists():
-        with duckdb.connect(":memory:") as empty:
-            yield empty
-        return
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except (duckdb.IOException, duckdb.ConnectionException):
-        # Another process writes to it, or this one holds it open for writing.
-        yield None
-        return
-    try:
-        yield con
-    finally:
-        con.close()
-
-
 def read_pipeline_metrics(
-    path: Path, now: datetime, thresholds: AlertThresholds
+    warehouse: Warehouse, now: datetime, thresholds: AlertThresholds
 ) -> PipelineMetrics | None:
     """Every number the conditions need, over the windows the thresholds set, as of ``now``;
-    None when the warehouse is busy with a writer."""
+    None when a writer holds the (DuckDB) warehouse."""
     zero = thresholds.critical.zero_throughput
     failing = thresholds.critical.destination_failing
     error_rate = thresholds.warning.error_rate
     latency = thresholds.warning.latency
     quiet_start = now - timedelta(minutes=zero.quiet_minutes)
     baseline_start = quiet_start - timedelta(hours=zero.expected.baseline_hours)
-    with reading_warehouse(path) as con:
+    with warehouse.connect_without_waiting() as con:
         if con is None:
             return None
         tables = existing_tables(con)

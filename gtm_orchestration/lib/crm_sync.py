@@ -61,6 +61,7 @@ from gtm_orchestration.lib.crm_schema import (
     portal_schema,
 )
 from gtm_orchestration.lib.mapping import load_registry
+from gtm_orchestration.lib.warehouse import WarehouseError
 
 REP_EDIT_SOURCE = "CRM_UI"
 DESTINATION = "hubspot"
@@ -777,9 +778,10 @@ def _run_batches(
                 if records >= FLUSH_RECORDS or time.monotonic() - last_flush >= FLUSH_INTERVAL_S:
                     try:
                         _record(connect, target, waiting, summary)
-                    except duckdb.IOException:
-                        # Another process held the warehouse past the connection's patience:
-                        # the outcomes wait for the next write rather than fail the load.
+                    except (duckdb.IOException, WarehouseError):
+                        # Another process held the DuckDB file past the connection's
+                        # patience, or PostgreSQL could not be reached: the outcomes wait for
+                        # the next write rather than fail the load.
                         pass
                     else:
                         waiting = []

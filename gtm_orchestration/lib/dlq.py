@@ -146,13 +146,15 @@ def resolve(
     (``delivered`` or ``skipped``). Returns how many there were."""
     if not keys:
         return 0
+    # The count of updated rows, not RETURNING: PostgreSQL tables attached to DuckDB take
+    # no RETURNING on UPDATE.
     resolved = con.execute(
         "UPDATE gtm.dead_letters SET status = ?, resolved_at = ? "
         "WHERE status = 'pending' AND destination = ? AND stream = ? "
-        "AND record_key IN (SELECT unnest(?::VARCHAR[])) RETURNING id",
+        "AND record_key IN (SELECT unnest(?::VARCHAR[]))",
         [status, now, destination, stream, list(keys)],
-    ).fetchall()
-    return len(resolved)
+    ).fetchone()
+    return int(resolved[0]) if resolved else 0
 
 
 def dead_letters(

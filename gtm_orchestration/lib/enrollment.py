@@ -35,7 +35,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
@@ -47,6 +46,7 @@ from gtm_orchestration.lib.enrollment_rules import (
     SequenceRules,
     build_intent,
 )
+from gtm_orchestration.lib.warehouse import Warehouse, is_write_conflict
 
 Connect = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 T = TypeVar("T")
@@ -207,8 +207,8 @@ def _in_transaction(
         try:
             with _transaction(con):
                 result = work(counts)
-        except duckdb.TransactionException:
-            if attempt >= _TRANSACTION_TRIES:
+        except duckdb.Error as error:
+            if not is_write_conflict(error) or attempt >= _TRANSACTION_TRIES:
                 raise
             continue
         _merge(summary, counts)
@@ -698,16 +698,12 @@ def enroll_days(
     return release_due_enrollments(connect, client, rules, now, run_id, summary)
 
 
-def due_enrollments(warehouse_path: Path, now: datetime) -> int | None:
+def due_enrollments(warehouse: Warehouse, now: datetime) -> int | None:
     """How many enrollments are due to be sent or taken over, read without waiting: None
-    when another process holds the warehouse (ask again later)."""
-    if not warehouse_path.exists():
-        return 0
-    try:
-        con = duckdb.connect(str(warehouse_path), read_only=True)
-    except duckdb.IOException:
-        return None
-    try:
+    when another process holds the (DuckDB) warehouse (ask again later)."""
+    with warehouse.connect_without_waiting() as con:
+        if con is None:
+            return None
         if not _table_exists(con, "gtm", "sequence_enrollments"):
             return 0
         due = con.execute(
@@ -716,8 +712,6 @@ def due_enrollments(warehouse_path: Path, now: datetime) -> int | None:
         claims = con.execute(
             f"SELECT claimed_by, claim_expires_at FROM {ENROLLMENTS} WHERE status = ?", [SENDING]
         ).fetchall()
-    finally:
-        con.close()
     abandoned = sum(
         1 for claimed_by, expires in claims if claim_abandoned(claimed_by, expires, now)
     )

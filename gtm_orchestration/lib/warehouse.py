@@ -1,4 +1,10 @@
-"""The warehouse: DuckDB by default, one schema of pipeline tables.
+"""The warehouse: DuckDB by default or PostgreSQL, one schema of pipeline tables.
+
+``GTM_WAREHOUSE_URL`` says where the tables live: ``duckdb:///<path>`` (a DuckDB file) or
+``postgresql://user[:password]@host[:port]/database[?sslmode=...]``. DuckDB is the query
+engine either way: on PostgreSQL a connection is an in-memory DuckDB with the database
+attached through DuckDB's ``postgres_scanner`` extension and made its default catalog, so
+every statement of the pipeline reads and writes PostgreSQL's tables unchanged.
 
 Tables written by the pipeline (all append-only except the current-state ones, marked):
 
@@ -35,15 +41,51 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import duckdb
+import duckdb_extension_postgres_scanner
 
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS
 
 _CANONICAL_COLUMNS = ",\n    ".join(f"{field} VARCHAR" for field in CANONICAL_FIELDS)
+
+# A view is stored as written, in the database that holds it: SQL both DuckDB and PostgreSQL
+# accept.
+_CURRENT_LEAD_ROWS_VIEW = """CREATE OR REPLACE VIEW raw.current_lead_rows AS
+SELECT landed.* FROM raw.lead_rows AS landed
+JOIN (
+    SELECT partition_date, source_file, max(mapping_version) AS mapping_version
+    FROM raw.lead_rows GROUP BY partition_date, source_file
+) AS newest
+ON landed.partition_date = newest.partition_date AND landed.source_file = newest.source_file
+AND landed.mapping_version = newest.mapping_version"""
+# DuckDB cannot create a sequence in an attached PostgreSQL database, nor a table whose
+# default calls one: on PostgreSQL these two go to the database as they are (both dialects
+# read them alike).
+_DEAD_LETTER_IDS = "CREATE SEQUENCE IF NOT EXISTS gtm.dead_letter_ids"
+_DEAD_LETTERS = """CREATE TABLE IF NOT EXISTS gtm.dead_letters (
+    id BIGINT PRIMARY KEY DEFAULT nextval('gtm.dead_letter_ids'),
+    destination VARCHAR NOT NULL,     -- hubspot, ...
+    stream VARCHAR NOT NULL,          -- the sync ledger's stream: contacts, companies, ...
+    object_type VARCHAR NOT NULL,     -- the CRM object type
+    record_key VARCHAR NOT NULL,      -- email, domain
+    source_table VARCHAR,             -- where a replay rebuilds the payload from
+    payload VARCHAR NOT NULL,         -- JSON: what was sent, or would have been
+    category VARCHAR NOT NULL,        -- transient (retried by later loads) | permanent
+    error_code VARCHAR,               -- INVALID_OPTION, HTTP 503, ...
+    error VARCHAR NOT NULL,           -- names the record, the property and the value
+    attempts INTEGER NOT NULL,        -- deliveries that failed
+    first_failed_at TIMESTAMPTZ NOT NULL,
+    last_failed_at TIMESTAMPTZ NOT NULL,
+    status VARCHAR NOT NULL,          -- pending | delivered | skipped
+    resolved_at TIMESTAMPTZ,
+    run_id VARCHAR                    -- the run that failed it last
+)"""
+_SENT_AS_WRITTEN = frozenset({_DEAD_LETTER_IDS, _DEAD_LETTERS})
 
 DDL: tuple[str, ...] = (
     "CREATE SCHEMA IF NOT EXISTS raw",
@@ -98,10 +140,9 @@ DDL: tuple[str, ...] = (
     # Warehouses created before rejections carried the mapping version that made them.
     "ALTER TABLE raw.rejected_rows ADD COLUMN IF NOT EXISTS mapping_version INTEGER",
     # Each file's rows as read by the newest mapping version it was ingested under; older
-    # versions' rows stay in raw.lead_rows as history.
-    """CREATE OR REPLACE VIEW raw.current_lead_rows AS
-SELECT * FROM raw.lead_rows
-QUALIFY mapping_version = max(mapping_version) OVER (PARTITION BY partition_date, source_file)""",
+    # versions' rows stay in raw.lead_rows as history. A view is stored in the database that
+    # holds it, so its SQL is what DuckDB and PostgreSQL both read (no QUALIFY).
+    _CURRENT_LEAD_ROWS_VIEW,
     """CREATE TABLE IF NOT EXISTS raw.engagement_events (
     provider VARCHAR NOT NULL,
     event_id VARCHAR NOT NULL,
@@ -182,25 +223,8 @@ QUALIFY mapping_version = max(mapping_version) OVER (PARTITION BY partition_date
     error VARCHAR                         -- why the last lookup failed; NULL once answered
 )""",
     # The dead-letter queue (lib/dlq.py): every record a load could not deliver.
-    "CREATE SEQUENCE IF NOT EXISTS gtm.dead_letter_ids",
-    """CREATE TABLE IF NOT EXISTS gtm.dead_letters (
-    id BIGINT PRIMARY KEY DEFAULT nextval('gtm.dead_letter_ids'),
-    destination VARCHAR NOT NULL,     -- hubspot, ...
-    stream VARCHAR NOT NULL,          -- the sync ledger's stream: contacts, companies, ...
-    object_type VARCHAR NOT NULL,     -- the CRM object type
-    record_key VARCHAR NOT NULL,      -- email, domain
-    source_table VARCHAR,             -- where a replay rebuilds the payload from
-    payload VARCHAR NOT NULL,         -- JSON: what was sent, or would have been
-    category VARCHAR NOT NULL,        -- transient (retried by later loads) | permanent
-    error_code VARCHAR,               -- INVALID_OPTION, HTTP 503, ...
-    error VARCHAR NOT NULL,           -- names the record, the property and the value
-    attempts INTEGER NOT NULL,        -- deliveries that failed
-    first_failed_at TIMESTAMPTZ NOT NULL,
-    last_failed_at TIMESTAMPTZ NOT NULL,
-    status VARCHAR NOT NULL,          -- pending | delivered | skipped
-    resolved_at TIMESTAMPTZ,
-    run_id VARCHAR                    -- the run that failed it last
-)""",
+    _DEAD_LETTER_IDS,
+    _DEAD_LETTERS,
     # Sequence enrollments (lib/enrollment.py): one row per idempotency key, and every step.
     """CREATE TABLE IF NOT EXISTS gtm.sequence_enrollments (
     idempotency_key VARCHAR PRIMARY KEY,  -- <sequence key>:<email>
@@ -263,7 +287,15 @@ QUALIFY mapping_version = max(mapping_version) OVER (PARTITION BY partition_date
 
 
 # Warehouses whose tables this process has already made sure of: a run's steps share one.
-_PREPARED: set[Path] = set()
+_PREPARED: set[str] = set()
+
+# The attached PostgreSQL database's name in DuckDB's catalog, made the default one.
+POSTGRES_CATALOG = "warehouse"
+# Held while one process creates or alters the pipeline's tables in PostgreSQL, so two
+# processes starting at once do not race on CREATE SCHEMA / CREATE TABLE IF NOT EXISTS.
+_DDL_LOCK_KEY = 7_461_826_330_128_577_001
+_DDL_TRIES = 3
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 class WarehouseError(RuntimeError):
@@ -274,17 +306,63 @@ class WarehouseError(RuntimeError):
 class Warehouse:
     """Where the warehouse lives; opens short-lived connections."""
 
-    url: str
+    url: str = field(repr=False)  # may carry a password: never printed whole
+
+    @property
+    def is_postgres(self) -> bool:
+        return urlsplit(self.url).scheme in _POSTGRES_SCHEMES
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for messages and logs."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
 
     @property
     def duckdb_path(self) -> Path:
+        """The DuckDB file of a ``duckdb:///`` warehouse."""
         prefix = "duckdb:///"
-        if not self.url.startswith(prefix):
+        if self.url.startswith(prefix):
+            return Path(self.url[len(prefix) :])
+        if self.is_postgres:
             raise WarehouseError(
-                f"GTM_WAREHOUSE_URL {self.url.split('://')[0]}://... is not supported here; "
-                "expected duckdb:///<path>"
+                f"GTM_WAREHOUSE_URL {self.display_url} is a PostgreSQL warehouse: it has no "
+                "DuckDB file"
             )
-        return Path(self.url[len(prefix) :])
+        raise WarehouseError(
+            f"GTM_WAREHOUSE_URL {self.display_url.split('://')[0]}://... is not supported; "
+            "expected duckdb:///<path> or postgresql://user@host:port/database"
+        )
+
+    @property
+    def postgres(self) -> PostgresLocation:
+        """Host, port, user, password and database of a ``postgresql://`` warehouse."""
+        parts = urlsplit(self.url)
+        if parts.scheme not in _POSTGRES_SCHEMES:
+            raise WarehouseError(
+                f"GTM_WAREHOUSE_URL {self.display_url} is not a PostgreSQL warehouse"
+            )
+        database = unquote(parts.path.lstrip("/"))
+        try:
+            port = parts.port or 5432
+        except ValueError as exc:
+            raise WarehouseError(f"GTM_WAREHOUSE_URL {self.display_url}: {exc}") from None
+        if not parts.hostname or not database:
+            raise WarehouseError(
+                f"GTM_WAREHOUSE_URL {self.display_url} names no host or no database; "
+                "expected postgresql://user[:password]@host[:port]/database"
+            )
+        return PostgresLocation(
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username or ""),
+            password=unquote(parts.password or ""),
+            database=database,
+            sslmode=dict(parse_qsl(parts.query)).get("sslmode"),
+        )
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -292,18 +370,149 @@ class Warehouse:
 
         DuckDB lets one process hold the file for writing; another process that wants it
         (a concurrent run's step, a dry run) waits for it rather than failing at once.
+        PostgreSQL takes writers from any number of processes.
         """
-        path = self.duckdb_path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        con = _connect_with_retry(path, read_only=read_only and path.exists())
+        if self.is_postgres:
+            con = self._attach_postgres(read_only=read_only)
+        else:
+            path = self.duckdb_path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = _connect_with_retry(path, read_only=read_only and path.exists())
         try:
-            if not read_only and path not in _PREPARED:
-                for statement in DDL:
-                    con.execute(statement)
-                _PREPARED.add(path)
+            if not read_only and self.url not in _PREPARED:
+                self._create_tables(con)
+                _PREPARED.add(self.url)
             yield con
         finally:
             con.close()
+
+    @contextmanager
+    def connect_without_waiting(self) -> Iterator[duckdb.DuckDBPyConnection | None]:
+        """A read-only connection taken at once, for sensors that must not queue behind a
+        run: None while a run writes to a DuckDB file (ask again later). A DuckDB warehouse
+        not created yet reads as empty; tables may be missing on either."""
+        if self.is_postgres:
+            with self.connect(read_only=True) as con:
+                yield con
+            return
+        path = self.duckdb_path
+        if not path.exists():
+            with duckdb.connect(":memory:") as empty:
+                yield empty
+            return
+        try:
+            con = duckdb.connect(str(path), read_only=True)
+        except (duckdb.IOException, duckdb.ConnectionException):
+            # Another process writes to it, or this one holds it open for writing.
+            yield None
+            return
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _attach_postgres(self, *, read_only: bool) -> duckdb.DuckDBPyConnection:
+        location = self.postgres
+        con = duckdb.connect(":memory:")
+        try:
+            con.execute(f"LOAD '{_postgres_extension()}'")
+            options = "TYPE postgres, READ_ONLY" if read_only else "TYPE postgres"
+            con.execute(f"ATTACH {_literal(self.url)} AS {POSTGRES_CATALOG} ({options})")
+            con.execute(f"USE {POSTGRES_CATALOG}")
+        except duckdb.Error as exc:
+            con.close()
+            # DuckDB's message repeats the URL, password and all: keep only libpq's reason.
+            reason = str(exc).replace(self.url, self.display_url)
+            reason = reason.split(f'"{self.display_url}": ', 1)[-1]
+            if location.password:
+                reason = reason.replace(location.password, "***")
+            raise WarehouseError(
+                f"cannot open the PostgreSQL warehouse at host {location.host}:{location.port}, "
+                f"database {location.database!r} (GTM_WAREHOUSE_URL {self.display_url}): "
+                f"{reason.strip()}"
+            ) from None
+        return con
+
+    def _create_tables(self, con: duckdb.DuckDBPyConnection) -> None:
+        if not self.is_postgres:
+            for statement in DDL:
+                con.execute(statement)
+            return
+        # One transaction under an advisory lock, so that processes starting at once create
+        # the tables one after the other and a failure leaves nothing half made. A process
+        # that waited for the lock reads the catalog as it was before it waited, and may
+        # take the tables just created for missing: it tries again, and then finds them.
+        for attempt in range(1, _DDL_TRIES + 1):
+            con.execute("BEGIN")
+            try:
+                _postgres_execute(con, f"SELECT pg_advisory_xact_lock({_DDL_LOCK_KEY})")
+                for statement in DDL:
+                    if statement in _SENT_AS_WRITTEN:
+                        _postgres_execute(con, statement)
+                    else:
+                        con.execute(statement)
+                con.execute("COMMIT")
+            except duckdb.Error:
+                # A failed COMMIT has already rolled back.
+                with suppress(duckdb.TransactionException):
+                    con.execute("ROLLBACK")
+                if attempt == _DDL_TRIES:
+                    raise
+            else:
+                return
+            finally:
+                # DuckDB's picture of the catalog misses what PostgreSQL made by itself
+                # or another process made meanwhile.
+                con.execute("CALL pg_clear_cache()")
+
+
+@dataclass(frozen=True)
+class PostgresLocation:
+    """Where a PostgreSQL warehouse is; the password is never printed."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    sslmode: str | None = None
+
+
+def is_write_conflict(error: duckdb.Error) -> bool:
+    """Whether ``error`` is a transaction that lost a write conflict to another connection
+    and may simply be tried again: DuckDB's own conflict, or PostgreSQL's serialization
+    failure or deadlock, which DuckDB passes on as a plain error."""
+    if isinstance(error, duckdb.TransactionException):
+        return True
+    message = str(error)
+    return "could not serialize access" in message or "deadlock detected" in message
+
+
+def _postgres_execute(con: duckdb.DuckDBPyConnection, sql: str) -> None:
+    """Run ``sql`` in PostgreSQL itself, in the connection's transaction."""
+    con.execute("CALL postgres_execute(?, ?)", [POSTGRES_CATALOG, sql])
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _postgres_extension() -> Path:
+    """DuckDB's postgres_scanner extension, as the PyPI package of DuckDB's version ships it
+    (extensions.duckdb.org may be out of reach)."""
+    version = duckdb.__version__
+    path = (
+        Path(duckdb_extension_postgres_scanner.__file__).parent
+        / "extensions"
+        / f"v{version}"
+        / "postgres_scanner.duckdb_extension"
+    )
+    if not path.exists():
+        raise WarehouseError(
+            f"{path} does not exist: duckdb-extension-postgres-scanner must be of the "
+            f"installed DuckDB's version, {version}"
+        )
+    return path
 
 
 def _connect_with_retry(

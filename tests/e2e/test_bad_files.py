@@ -3,36 +3,34 @@
 from __future__ import annotations
 
 import dagster as dg
-import duckdb
 
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file
+from tests.conftest import Crm, drop_file, test_instance
 from tests.e2e.pipeline import launch, sensor_runs
 
 GOOD = "Email,First Name,Company Name\nada@lovelace.io,Ada,Lovelace Labs\n"
 
 
 def _process(settings: Settings) -> list[dg.ExecuteInProcessResult]:
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         requests, _ = sensor_runs(instance)
         return [launch(instance, r) for r in requests]
 
 
 def _log(settings: Settings) -> dict[str, tuple]:
-    con = duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True)
-    rows = con.execute(
-        "SELECT file_name, status, error, rows_total, rows_rejected FROM raw.file_ingestions"
-    ).fetchall()
-    con.close()
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT file_name, status, error, rows_total, rows_rejected FROM raw.file_ingestions"
+        ).fetchall()
     return {r[0]: r[1:] for r in rows}
 
 
 def _rejected_rows(settings: Settings) -> list[tuple]:
-    con = duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True)
-    rows = con.execute(
-        "SELECT line, field, value, reason FROM raw.rejected_rows ORDER BY line"
-    ).fetchall()
-    con.close()
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT line, field, value, reason FROM raw.rejected_rows ORDER BY line"
+        ).fetchall()
     return rows
 
 

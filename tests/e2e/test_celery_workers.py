@@ -69,6 +69,12 @@ def broker_url() -> Iterator[str]:
 
 
 @pytest.fixture
+def backend() -> str:
+    """Workers need the instance and the warehouse in PostgreSQL: this test runs once, there."""
+    return "postgres"
+
+
+@pytest.fixture
 def postgres_instance(
     settings: Settings, pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:

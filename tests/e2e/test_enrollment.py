@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 import duckdb
 import httpx
+import psycopg2
 import pytest
 
 from gtm_orchestration.definitions import defs
@@ -29,7 +30,7 @@ from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.receiver.signatures import gtm_signature
 from gtm_orchestration.settings import SANDBOX_WEBHOOK_SECRET, Settings
-from tests.conftest import Crm, drop_file
+from tests.conftest import Crm, drop_file, test_instance
 from tests.e2e.pipeline import launch
 
 HEADER = (
@@ -121,20 +122,27 @@ def sequence_states(crm: Crm) -> list[dict]:
 
 
 def read_warehouse(settings: Settings, sql: str) -> list[tuple]:
-    """Read the warehouse as soon as no other process holds it."""
-    deadline = time.monotonic() + 60
-    while True:
+    """Read the warehouse (as soon as no other process holds a DuckDB file)."""
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def hold_enrollments(settings: Settings) -> Callable[[], None]:
+    """Keep every other process from writing the enrollments until the returned function is
+    called: a DuckDB file opened by this process, PostgreSQL's tables locked in a
+    transaction of this process's own."""
+    warehouse = Warehouse(settings.warehouse_url)
+    while not warehouse.is_postgres:
         try:
-            con = duckdb.connect(str(Warehouse(settings.warehouse_url).duckdb_path), read_only=True)
+            return duckdb.connect(str(warehouse.duckdb_path), read_only=True).close
         except duckdb.IOException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-            continue
-        try:
-            return con.execute(sql).fetchall()
-        finally:
-            con.close()
+            time.sleep(0.02)  # the other process has it open this moment
+    holder = psycopg2.connect(settings.warehouse_url)
+    with holder.cursor() as cursor:
+        cursor.execute(
+            "LOCK TABLE gtm.sequence_enrollments, gtm.sequence_enrollment_log IN SHARE MODE"
+        )
+    return holder.close
 
 
 def events(settings: Settings) -> list[str]:
@@ -167,7 +175,7 @@ def test_five_concurrent_processes_enroll_the_same_lead_exactly_once(
     settings: Settings, crm: Crm, no_window: None, tmp_path: Path
 ) -> None:
     drop_file(settings, "leads", "webinar.csv", leads_file())
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         assert run_pipeline(instance, UP_TO_LEADS).success
 
     go = tmp_path / "go"
@@ -224,7 +232,7 @@ def test_five_deliveries_of_one_form_fill_at_once_enroll_once_through_the_sensor
         assert list(pool.map(deliver, range(5))) == [200] * 5
 
     sensor = defs.resolve_sensor_def("webhook_batch_sensor")
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         cursor, runs = None, 0
         while True:
             with dg.build_sensor_context(
@@ -249,7 +257,7 @@ def test_a_release_killed_between_claim_and_call_is_enrolled_once_by_the_rerun(
     settings: Settings, crm: Crm, no_window: None, tmp_path: Path
 ) -> None:
     drop_file(settings, "leads", "webinar.csv", leads_file())
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         assert run_pipeline(instance, UP_TO_LEADS).success
         # Every sequencer call now hangs, so the process stops right after its claim.
         crm.http.post("/__sandbox/faults", json={"latency_ms": 2500}).raise_for_status()
@@ -283,27 +291,22 @@ def test_a_release_killed_after_the_sequencer_took_it_is_not_sent_again(
     settings: Settings, crm: Crm, no_window: None, tmp_path: Path
 ) -> None:
     drop_file(settings, "leads", "webinar.csv", leads_file())
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         assert run_pipeline(instance, UP_TO_LEADS).success
         crm.http.post("/__sandbox/faults", json={"latency_ms": 1000}).raise_for_status()
         go = tmp_path / "go"
         go.touch()
         process = start_enrollment_process(go)
-        path = str(Warehouse(settings.warehouse_url).duckdb_path)
         try:
             # Once it has claimed, hold the warehouse so that it cannot record the outcome.
-            holder = None
-            while holder is None:
-                try:
-                    con = duckdb.connect(path, read_only=True)
-                except duckdb.IOException:
-                    time.sleep(0.02)
-                    continue
-                status = con.execute("SELECT status FROM gtm.sequence_enrollments").fetchall()
-                if status == [("sending",)]:
-                    holder = con
-                else:
-                    con.close()
+            wait_for(
+                lambda: (
+                    read_warehouse(settings, "SELECT status FROM gtm.sequence_enrollments")
+                    == [("sending",)]
+                ),
+                "the enrollment to be claimed",
+            )
+            release_warehouse = hold_enrollments(settings)
             crm.http.post("/__sandbox/faults", json={}).raise_for_status()
             wait_for(
                 lambda: "POST /api/v2/sequenceStates" in sequencer_posts(crm),
@@ -312,7 +315,7 @@ def test_a_release_killed_after_the_sequencer_took_it_is_not_sent_again(
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
-        holder.close()
+        release_warehouse()
         assert read_warehouse(settings, "SELECT status FROM gtm.sequence_enrollments") == [
             ("sending",)
         ]
@@ -335,7 +338,7 @@ def test_a_correction_inside_the_quality_window_cancels_the_enrollment(
 ) -> None:
     monkeypatch.setenv("GTM_ENROLLMENT_QUALITY_WINDOW_MINUTES", "15")
     drop_file(settings, "leads", "webinar.csv", leads_file(first_name="Pryia"))
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         first = run_pipeline(instance)
         assert first.success
         assert (enrollment_metadata(first)["held"], enrollment_metadata(first)["claimed"]) == (1, 0)
@@ -387,7 +390,7 @@ def test_a_lead_already_active_in_another_sequence_is_not_enrolled(
     other = crm.http.post("/api/v2/sequenceStates", json=body, headers=JSON_API).json()["data"]
 
     drop_file(settings, "leads", "webinar.csv", leads_file())
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         result = run_pipeline(instance)
         assert result.success
     metadata = enrollment_metadata(result)
@@ -408,7 +411,7 @@ def test_the_release_schedule_enrolls_held_leads_once_their_window_is_over(
     monkeypatch.setenv("GTM_ENROLLMENT_QUALITY_WINDOW_MINUTES", "0.05")  # 3 seconds
     drop_file(settings, "leads", "webinar.csv", leads_file())
     schedule = defs.resolve_schedule_def("outreach_enrollment_release")
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         result = run_pipeline(instance)
         assert result.success
         due_at = enrollment_metadata(result)["next_due_at"]

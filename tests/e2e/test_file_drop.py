@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import dagster as dg
-import duckdb
-
 from gtm_orchestration.lib.mapping import load_registry
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file
+from tests.conftest import Crm, drop_file, test_instance
 from tests.e2e.pipeline import launch, sensor_runs
 
 REGISTRY = load_registry()
@@ -51,7 +49,7 @@ def test_dropped_file_reaches_the_crm_normalized_and_deduplicated(
     ).raise_for_status()
 
     drop_file(settings, "leads", "webinar.csv", LEADS)
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         requests, cursor = sensor_runs(instance)
         assert len(requests) == 1
         assert requests[0].partition_key == datetime.now(UTC).date().isoformat()
@@ -121,18 +119,17 @@ def test_dropped_file_reaches_the_crm_normalized_and_deduplicated(
 
 def test_ingestion_log_and_raw_rows_record_the_file(settings: Settings, crm: Crm) -> None:
     path = drop_file(settings, "leads", "list.csv", LEADS)
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         requests, _ = sensor_runs(instance)
         assert launch(instance, requests[0]).success
-    con = duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True)
-    log = con.execute(
-        "SELECT file_path, status, rows_total, rows_accepted, rows_rejected, length(sha256), "
-        "started_at <= finished_at FROM raw.file_ingestions"
-    ).fetchall()
-    assert log == [(str(path), "ingested", 6, 6, 0, 64, True)]
-    raw = con.execute(
-        "SELECT count(*), min(mapping_version), count(DISTINCT source_file), min(loaded_at) "
-        "IS NOT NULL FROM raw.lead_rows"
-    ).fetchone()
-    assert raw == (6, REGISTRY.version, 1, True)
-    con.close()
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        log = con.execute(
+            "SELECT file_path, status, rows_total, rows_accepted, rows_rejected, length(sha256), "
+            "started_at <= finished_at FROM raw.file_ingestions"
+        ).fetchall()
+        assert log == [(str(path), "ingested", 6, 6, 0, 64, True)]
+        raw = con.execute(
+            "SELECT count(*), min(mapping_version), count(DISTINCT source_file), min(loaded_at) "
+            "IS NOT NULL FROM raw.lead_rows"
+        ).fetchone()
+        assert raw == (6, REGISTRY.version, 1, True)

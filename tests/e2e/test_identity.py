@@ -5,11 +5,9 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime, timedelta
 
-import dagster as dg
-import duckdb
-
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file
+from tests.conftest import Crm, drop_file, test_instance
 from tests.e2e.pipeline import launch, sensor_runs
 
 HEADER = "email,first_name,last_name,title,company,website,country,employees\n"
@@ -35,7 +33,7 @@ def test_a_later_spelling_of_a_gmail_address_updates_the_first_contact(
         + "jo.park@outlook.com,Jo,Park,Engineer,Other Jo Inc,otherjo.com,US,5\n",
     )
 
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         requests, _ = sensor_runs(instance)
         assert len(requests) == 2
         for request in sorted(requests, key=lambda r: r.partition_key):
@@ -55,7 +53,7 @@ def test_a_later_spelling_of_a_gmail_address_updates_the_first_contact(
     assert sorted(contacts) == ["jo.park@gmail.com", "jo.park@outlook.com"]
     assert contacts["jo.park@gmail.com"]["jobtitle"] == "VP Marketing"
 
-    with duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True) as con:
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
         assert con.execute(
             "SELECT identity_key, email FROM gtm.identities ORDER BY 1"
         ).fetchall() == [

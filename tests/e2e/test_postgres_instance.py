@@ -47,11 +47,9 @@ PIPELINE_SENSORS = ("lead_file_sensor", "webhook_batch_sensor")
 
 
 @pytest.fixture
-def warehouse_url(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The warehouse the deployment writes: the one place this test names it."""
-    url = f"duckdb:///{settings.data_dir / 'warehouse.duckdb'}"
-    monkeypatch.setenv("GTM_WAREHOUSE_URL", url)
-    return url
+def backend() -> str:
+    """This test is about PostgreSQL: the instance and the warehouse are there, once."""
+    return "postgres"
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ import os
 import subprocess
 import sys
 
-import duckdb
-
 from gtm_orchestration.lib.connectors.salesforce import SalesforceClient
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import SANDBOX_SALESFORCE_TOKEN, Settings
 from tests.conftest import Crm, drop_file
 
@@ -55,7 +54,7 @@ def test_leads_and_companies_load_into_salesforce_when_it_is_the_destination(
     # HubSpot received nothing: it is not the destination.
     assert crm.all("contacts") == [] and crm.all("companies") == []
 
-    with duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True) as con:
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
         ledger = con.execute(
             "SELECT object_type, count(*) FROM gtm.sync_ledger "
             "WHERE destination = 'salesforce' GROUP BY 1 ORDER BY 1"

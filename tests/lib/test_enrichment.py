@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 
 import duckdb
 import httpx
@@ -197,8 +196,8 @@ def test_the_api_defaults_to_the_sandbox_hubspot_is_pointed_at(
 
 
 @pytest.fixture
-def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    with Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}").connect() as connection:
+def con(warehouse_url: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    with Warehouse(warehouse_url).connect() as connection:
         yield connection
 
 
@@ -453,8 +452,10 @@ def test_enrichment_flags_join_the_leads_other_flags(
     }
 
 
-def test_a_refresh_refetches_stale_answers_of_existing_companies(crm: Crm, tmp_path: Path) -> None:
-    warehouse = Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+def test_a_refresh_refetches_stale_answers_of_existing_companies(
+    crm: Crm, warehouse_url: str
+) -> None:
+    warehouse = Warehouse(warehouse_url)
     rows = (ROWS[0], {"email": "ops@umbrella-analytics.io"}, {"email": "x@gone-company.com"})
     with warehouse.connect() as con, EnrichmentClient(crm.base_url, "test-key") as client:
         enrich_rows(con, _raw_rows(con, *rows), client, NOW, TTL)

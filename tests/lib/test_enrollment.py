@@ -304,8 +304,8 @@ def client(sandbox_server: SandboxServer, sequencer: httpx.Client) -> Iterator[O
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> Warehouse:
-    return Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+def warehouse(warehouse_url: str) -> Warehouse:
+    return Warehouse(warehouse_url)
 
 
 def land(warehouse: Warehouse, *leads: dict[str, Any], day: str = DAY) -> None:
@@ -412,9 +412,9 @@ def test_an_intent_is_held_for_its_quality_window(
     held = enroll_days(warehouse.connect, client, window(15), [DAY], NOW)
     assert (held.held, held.claimed, held.waiting, held.requests) == (1, 0, 1, 0)
     assert held.next_due_at == NOW + timedelta(minutes=15)
-    assert due_enrollments(warehouse.duckdb_path, NOW + timedelta(minutes=14)) == 0
+    assert due_enrollments(warehouse, NOW + timedelta(minutes=14)) == 0
 
-    assert due_enrollments(warehouse.duckdb_path, NOW + timedelta(minutes=15)) == 1
+    assert due_enrollments(warehouse, NOW + timedelta(minutes=15)) == 1
     released = release_due_enrollments(
         warehouse.connect, client, window(15), NOW + timedelta(minutes=15)
     )
@@ -615,7 +615,7 @@ def test_a_claim_left_by_a_crash_after_the_sequencer_took_it_is_not_sent_again(
     # The crashed release had enrolled her before it could record so.
     sent = prospect_in_sequence(sequencer, PRIYA["email"], "Marketing Leaders: Pipeline Playbook")
 
-    assert due_enrollments(warehouse.duckdb_path, NOW) == 1
+    assert due_enrollments(warehouse, NOW) == 1
     summary = release_due_enrollments(warehouse.connect, client, window(0), NOW)
     assert (summary.reclaimed, summary.already_in_sequence) == (1, 1)
     assert posts(sequencer, "/api/v2/sequenceStates") == 1
@@ -639,7 +639,7 @@ def test_a_live_claim_is_left_to_its_release_until_its_lease_ends(
             _claim_as(warehouse, claimant, NOW + timedelta(minutes=10))
             busy = release_due_enrollments(warehouse.connect, client, window(0), NOW)
             assert (busy.in_flight_elsewhere, busy.claimed, busy.requests) == (1, 0, 0)
-            assert due_enrollments(warehouse.duckdb_path, NOW) == 0
+            assert due_enrollments(warehouse, NOW) == 0
             # Its lease over, the claim is taken over even though its process still runs.
             later = NOW + timedelta(minutes=10)
             taken = release_due_enrollments(warehouse.connect, client, window(0), later)
@@ -688,19 +688,30 @@ def test_a_sequencer_outage_is_retried_with_backoff_then_recorded_as_failed(
 
 def test_due_enrollments_does_not_wait_for_a_busy_warehouse(warehouse: Warehouse) -> None:
     record_intents(warehouse.connect, [PRIYA], window(0), NOW)
-    code = (
-        "import duckdb, sys, time\n"
-        "con = duckdb.connect(sys.argv[1])\n"
-        "print('open', flush=True)\n"
-        "time.sleep(30)\n"
-    )
+    # Another process writing: it holds the DuckDB file, or PostgreSQL's rows in a
+    # transaction it has not committed.
+    if warehouse.is_postgres:
+        hold, target = (
+            (
+                "import psycopg2\n"
+                "con = psycopg2.connect(sys.argv[1])\n"
+                "con.cursor().execute('UPDATE gtm.sequence_enrollments SET updated_at = now()')\n"
+            ),
+            warehouse.url,
+        )
+    else:
+        hold, target = "con = duckdb.connect(sys.argv[1])\n", str(warehouse.duckdb_path)
+    code = f"import duckdb, sys, time\n{hold}print('open', flush=True)\ntime.sleep(30)\n"
     holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(warehouse.duckdb_path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", code, target], stdout=subprocess.PIPE, text=True
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "open\n"
-        assert due_enrollments(warehouse.duckdb_path, NOW) is None
+        # A DuckDB file: ask again later. PostgreSQL: the committed state, at once.
+        due = due_enrollments(warehouse, NOW)
+        assert holder.poll() is None, "due_enrollments waited for the writer to finish"
+        assert due == (1 if warehouse.is_postgres else None)
     finally:
         holder.kill()
         holder.wait()
-    assert due_enrollments(warehouse.duckdb_path, NOW) == 1
+    assert due_enrollments(warehouse, NOW) == 1

@@ -31,8 +31,8 @@ JOBS_CREATED = "POST /services/data/{api_version}/jobs/ingest"
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> Warehouse:
-    return Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+def warehouse(warehouse_url: str) -> Warehouse:
+    return Warehouse(warehouse_url)
 
 
 def client_of(crm: Crm, **options: float) -> SalesforceClient:

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 import duckdb
 import httpx
 
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 from tests.conftest import Crm
 
@@ -66,11 +67,8 @@ def set_faults(crm: Crm, **faults: float) -> None:
 @contextmanager
 def warehouse(settings: Settings) -> Iterator[duckdb.DuckDBPyConnection]:
     """The test's warehouse, read-only."""
-    con = duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True)
-    try:
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
         yield con
-    finally:
-        con.close()
 
 
 def pending_dead_letters(settings: Settings) -> dict[str, tuple[str, str, str]]:

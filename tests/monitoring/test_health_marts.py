@@ -6,12 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import dagster as dg
-import duckdb
-
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file
+from tests.conftest import Crm, drop_file, test_instance
 from tests.e2e.pipeline import launch, sensor_runs
 from tests.monitoring.test_metrics_pipeline import LEADS
 from tests.warehouse.dbt_runs import dbt_build
@@ -23,7 +20,7 @@ def test_health_marts_report_throughput_errors_and_latency(
     settings: Settings, crm: Crm, tmp_path: Path
 ) -> None:
     drop_file(settings, "leads", "webinar.csv", LEADS)
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         requests, _ = sensor_runs(instance)
         result = launch(instance, requests[0])
         assert result.success
@@ -43,7 +40,7 @@ def test_health_marts_report_throughput_errors_and_latency(
     # The marts' own tests ran too: none failed.
     assert "ERROR=0" in built.stdout and "PASS=" in built.stdout
 
-    with duckdb.connect(str(warehouse.duckdb_path), read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
         stages = con.execute(
             "SELECT stage, asset, records_in, records_out, rejected, error_rate "
             "FROM marts.mart_stage_health WHERE grain = 'day' ORDER BY stage, asset"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -21,8 +20,8 @@ NOON = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> Warehouse:
-    return Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+def warehouse(warehouse_url: str) -> Warehouse:
+    return Warehouse(warehouse_url)
 
 
 def test_a_load_row_measures_latency_to_the_crm_confirmation(warehouse: Warehouse) -> None:

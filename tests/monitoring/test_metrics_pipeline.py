@@ -7,10 +7,10 @@ import json
 from datetime import UTC, datetime
 
 import dagster as dg
-import duckdb
 
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file
+from tests.conftest import Crm, drop_file, test_instance
 from tests.e2e.pipeline import launch, sensor_runs
 
 # Five rows: one without an email (rejected), an unknown title, an unknown country.
@@ -48,7 +48,7 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, tuple[bool, str]]:
 
 def test_a_run_records_its_stage_metrics(settings: Settings, crm: Crm) -> None:
     drop_file(settings, "leads", "webinar.csv", LEADS)
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         requests, _ = sensor_runs(instance)
         result = launch(instance, requests[0])
         # A fifth of the rows rejected warns; it does not stop the load.
@@ -82,14 +82,13 @@ def test_a_run_records_its_stage_metrics(settings: Settings, crm: Crm) -> None:
         assert checks[name] == (True, "ERROR"), name
     assert checks["emails_valid"] == (True, "ERROR")
 
-    con = duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True)
-    rows = con.execute(
-        "SELECT stage, asset, partition_key, records_in, records_out, rejected, failed, "
-        "error_rate, latency_samples, completeness, unclassified_title_share "
-        "FROM gtm.stage_metrics WHERE run_id = ? ORDER BY stage, asset",
-        [run_id],
-    ).fetchall()
-    con.close()
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT stage, asset, partition_key, records_in, records_out, rejected, failed, "
+            "error_rate, latency_samples, completeness, unclassified_title_share "
+            "FROM gtm.stage_metrics WHERE run_id = ? ORDER BY stage, asset",
+            [run_id],
+        ).fetchall()
     today = datetime.now(UTC).date().isoformat()
     by_asset = {row[1]: row for row in rows}
     assert [(row[0], row[1]) for row in rows] == [
@@ -117,7 +116,7 @@ def test_a_run_records_its_stage_metrics(settings: Settings, crm: Crm) -> None:
 def test_a_rerun_over_nothing_new_measures_no_latency(settings: Settings, crm: Crm) -> None:
     drop_file(settings, "leads", "list.csv", LEADS)
     today = datetime.now(UTC).date().isoformat()
-    with dg.instance_for_test() as instance:
+    with test_instance() as instance:
         requests, _ = sensor_runs(instance)
         assert launch(instance, requests[0]).success
         again = launch(instance, requests[0])
@@ -128,9 +127,9 @@ def test_a_rerun_over_nothing_new_measures_no_latency(settings: Settings, crm: C
     assert "latency_p95_s" not in extracted
     leads = _metadata(again, "leads")
     assert (leads["records_out"], leads["latency_samples"]) == (4, 0)
-    con = duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True)
-    runs = con.execute(
-        "SELECT count(DISTINCT run_id) FROM gtm.stage_metrics WHERE partition_key = ?", [today]
-    ).fetchone()
-    con.close()
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
+        runs = con.execute(
+            "SELECT count(DISTINCT run_id) FROM gtm.stage_metrics WHERE partition_key = ?",
+            [today],
+        ).fetchone()
     assert runs == (2,)

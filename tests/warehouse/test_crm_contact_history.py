@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from gtm_orchestration.lib.crm_changes import ContactChange, record_changes
@@ -57,10 +56,10 @@ def webhook(
 
 
 @pytest.fixture
-def warehouse(tmp_path: Path) -> Warehouse:
+def warehouse(warehouse_url: str) -> Warehouse:
     """A warehouse whose change log saw two contacts change over a week, some changes
     logged days after the CRM made them."""
-    warehouse = Warehouse(f"duckdb:///{tmp_path / 'warehouse.duckdb'}")
+    warehouse = Warehouse(warehouse_url)
     first_poll = ContactChange(
         feed="poll",
         kind="record",
@@ -116,7 +115,7 @@ def test_the_crm_as_of_a_past_moment_is_a_query(warehouse: Warehouse, tmp_path: 
     # The history's own tests ran too: none failed.
     assert "ERROR=0" in built.stdout and "PASS=" in built.stdout
 
-    with duckdb.connect(str(warehouse.duckdb_path), read_only=True) as con:
+    with warehouse.connect(read_only=True) as con:
 
         def state(object_id: str, when: datetime) -> dict[str, str | None]:
             return dict(con.execute(AS_OF, [object_id, when, when]).fetchall())

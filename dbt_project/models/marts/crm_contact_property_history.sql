@@ -41,14 +41,22 @@ versions as (
 -- The contact's newest known email, to find it by; its email at a moment is the history of
 -- the email property itself.
 emails as (
-    select object_id, arg_max(email, changed_at) as email
-    from observations
-    where email is not null
-    group by object_id
+    select object_id, email
+    from (
+        select
+            object_id,
+            email,
+            row_number() over (
+                partition by object_id order by changed_at desc, loaded_at desc, dedupe_key desc
+            ) as recency
+        from observations
+        where email is not null
+    ) as sightings
+    where recency = 1
 )
 
 select
-    versions.object_id || ':' || versions.property || ':' || epoch_ms(versions.valid_from)
+    versions.object_id || ':' || versions.property || ':' || {{ epoch_millis('versions.valid_from') }}
         as history_id,
     versions.object_id,
     emails.email,

@@ -3,7 +3,9 @@
 -- a lead's first landing to the CRM's first confirmation of it (as the latency alert
 -- measures it), counted in the period of the confirmation.
 with grains as (
-    select unnest(['hour', 'day']) as grain
+    select 'hour' as grain
+    union all
+    select 'day'
 ),
 
 syncs as (
@@ -23,7 +25,7 @@ sent as (
         count(*) filter (where action = 'failed') as failed
     from syncs
     cross join grains
-    group by all
+    group by grains.grain, 2, destination, object_type
 ),
 
 dead_lettered as (
@@ -36,7 +38,7 @@ dead_lettered as (
         count(*) filter (where category = 'permanent') as dead_lettered_permanent
     from {{ ref('stg_dead_letters') }}
     cross join grains
-    group by all
+    group by grains.grain, 2, destination, object_type
 ),
 
 landed as (
@@ -58,7 +60,14 @@ confirmed as (
         and syncs.object_type = 'contacts'
         and syncs.action <> 'failed'
         and syncs.synced_at >= landed.landed_at
-    group by all
+    group by syncs.destination, landed.record_key, landed.landed_at
+),
+
+confirmed_latencies as (
+    select
+        *,
+        {{ epoch_seconds('confirmed_at') }} - {{ epoch_seconds('landed_at') }} as latency_s
+    from confirmed
 ),
 
 latencies as (
@@ -68,12 +77,12 @@ latencies as (
         destination,
         'contacts' as object_type,
         count(*) as latency_samples,
-        quantile_cont(epoch(confirmed_at) - epoch(landed_at), 0.5) as latency_p50_s,
-        quantile_cont(epoch(confirmed_at) - epoch(landed_at), 0.95) as latency_p95_s,
-        max(epoch(confirmed_at) - epoch(landed_at)) as latency_max_s
-    from confirmed
+        {{ percentile('latency_s', 0.5) }} as latency_p50_s,
+        {{ percentile('latency_s', 0.95) }} as latency_p95_s,
+        max(latency_s) as latency_max_s
+    from confirmed_latencies
     cross join grains
-    group by all
+    group by grains.grain, 2, destination
 ),
 
 periods as (
@@ -83,7 +92,7 @@ periods as (
 )
 
 select
-    periods.grain || ':' || strftime(periods.period_start, '%Y-%m-%dT%H:%M') || ':'
+    periods.grain || ':' || {{ minute_label("periods.period_start") }} || ':'
         || periods.destination || ':' || periods.object_type as health_key,
     periods.grain,
     periods.period_start,
@@ -94,7 +103,7 @@ select
     coalesce(sent.updated, 0) as updated,
     coalesce(sent.unchanged, 0) as unchanged,
     coalesce(sent.failed, 0) as failed,
-    coalesce(cast(sent.failed as double) / nullif(sent.records_sent, 0), 0) as error_rate,
+    coalesce(cast(sent.failed as double precision) / nullif(sent.records_sent, 0), 0) as error_rate,
     coalesce(dead_lettered.dead_lettered, 0) as dead_lettered,
     coalesce(dead_lettered.dead_lettered_permanent, 0) as dead_lettered_permanent,
     coalesce(latencies.latency_samples, 0) as latency_samples,

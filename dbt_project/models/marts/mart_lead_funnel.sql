@@ -3,10 +3,15 @@
 -- (confirmed at least once) -> enrolled in a sequence; and the leads still waiting in the
 -- dead-letter queue.
 with first_readings as (
-    select * from {{ ref('stg_file_ingestions') }}
-    where not starts_with(source, 'engagement/')
+    select * from (
+        select
+            *,
+            min(mapping_version) over (partition by sha256, file_path) as first_version
+        from {{ ref('stg_file_ingestions') }}
+        where not starts_with(source, 'engagement/')
+    ) as readings
     -- A file read again under a newer mapping version is the same rows again.
-    qualify mapping_version = min(mapping_version) over (partition by sha256, file_path)
+    where mapping_version = first_version
 ),
 
 file_days as (
@@ -65,7 +70,7 @@ select
     coalesce(by_day.leads_in_crm, 0) as leads_in_crm,
     coalesce(by_day.leads_enrolled, 0) as leads_enrolled,
     coalesce(by_day.leads_dead_lettered, 0) as leads_dead_lettered,
-    cast(file_days.rows_accepted as double) / nullif(file_days.rows_landed, 0) as accepted_share,
-    cast(by_day.leads_in_crm as double) / nullif(by_day.leads, 0) as in_crm_share
+    cast(file_days.rows_accepted as double precision) / nullif(file_days.rows_landed, 0) as accepted_share,
+    cast(by_day.leads_in_crm as double precision) / nullif(by_day.leads, 0) as in_crm_share
 from file_days
 full outer join by_day on by_day.landing_day = file_days.landing_day

@@ -2,12 +2,19 @@
 -- and the latency from landing (file modified, submission received) to the row being loaded
 -- in the warehouse. A file read again under a newer mapping version is not counted again.
 with grains as (
-    select unnest(['hour', 'day']) as grain
+    select 'hour' as grain
+    union all
+    select 'day'
 ),
 
 first_readings as (
-    select * from {{ ref('stg_file_ingestions') }}
-    qualify mapping_version = min(mapping_version) over (partition by sha256, file_path)
+    select * from (
+        select
+            *,
+            min(mapping_version) over (partition by sha256, file_path) as first_version
+        from {{ ref('stg_file_ingestions') }}
+    ) as readings
+    where mapping_version = first_version
 ),
 
 files as (
@@ -26,12 +33,21 @@ files as (
             filter (where status <> 'duplicate') as rows_rejected
     from first_readings
     cross join grains
-    group by all
+    group by grains.grain, 2, source
 ),
 
 first_read_rows as (
-    select * from {{ ref('stg_lead_rows') }}
-    qualify mapping_version = min(mapping_version) over (partition by file_sha256, source_file)
+    select
+        *,
+        greatest({{ epoch_seconds('loaded_at') }} - {{ epoch_seconds('landed_at') }}, 0)
+            as latency_s
+    from (
+        select
+            *,
+            min(mapping_version) over (partition by file_sha256, source_file) as first_version
+        from {{ ref('stg_lead_rows') }}
+    ) as readings
+    where mapping_version = first_version
 ),
 
 latencies as (
@@ -40,16 +56,16 @@ latencies as (
         date_trunc(grains.grain, timezone('UTC', loaded_at)) as period_start,
         source,
         count(*) as latency_samples,
-        quantile_cont(greatest(epoch(loaded_at) - epoch(landed_at), 0), 0.5) as latency_p50_s,
-        quantile_cont(greatest(epoch(loaded_at) - epoch(landed_at), 0), 0.95) as latency_p95_s,
-        max(greatest(epoch(loaded_at) - epoch(landed_at), 0)) as latency_max_s
+        {{ percentile('latency_s', 0.5) }} as latency_p50_s,
+        {{ percentile('latency_s', 0.95) }} as latency_p95_s,
+        max(latency_s) as latency_max_s
     from first_read_rows
     cross join grains
-    group by all
+    group by grains.grain, 2, source
 )
 
 select
-    files.grain || ':' || strftime(files.period_start, '%Y-%m-%dT%H:%M') || ':' || files.source
+    files.grain || ':' || {{ minute_label("files.period_start") }} || ':' || files.source
         as health_key,
     files.grain,
     files.period_start,
@@ -60,7 +76,7 @@ select
     coalesce(files.rows_in, 0) as rows_in,
     coalesce(files.rows_accepted, 0) as rows_accepted,
     coalesce(files.rows_rejected, 0) as rows_rejected,
-    coalesce(cast(files.rows_rejected as double) / nullif(files.rows_in, 0), 0) as error_rate,
+    coalesce(cast(files.rows_rejected as double precision) / nullif(files.rows_in, 0), 0) as error_rate,
     coalesce(latencies.latency_samples, 0) as latency_samples,
     latencies.latency_p50_s,
     latencies.latency_p95_s,

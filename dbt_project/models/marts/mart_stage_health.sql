@@ -6,32 +6,41 @@ with metrics as (
 ),
 
 grains as (
-    select unnest(['hour', 'day']) as grain
+    select 'hour' as grain
+    union all
+    select 'day'
+),
+
+by_period as (
+    select
+        grains.grain,
+        date_trunc(grains.grain, timezone('UTC', metrics.recorded_at)) as period_start,
+        metrics.*
+    from metrics
+    cross join grains
 )
 
 select
-    grains.grain || ':' || strftime(date_trunc(grains.grain, timezone('UTC', metrics.recorded_at)), '%Y-%m-%dT%H:%M')
-        || ':' || metrics.stage || ':' || metrics.asset as health_key,
-    grains.grain,
-    date_trunc(grains.grain, timezone('UTC', metrics.recorded_at)) as period_start,
-    metrics.stage,
-    metrics.asset,
-    count(distinct metrics.run_id) as runs,
-    sum(metrics.records_in) as records_in,
-    sum(metrics.records_out) as records_out,
-    sum(metrics.rejected) as rejected,
-    sum(metrics.dead_lettered) as dead_lettered,
-    sum(metrics.failed) as failed,
+    grain || ':' || {{ minute_label('period_start') }} || ':' || stage || ':' || asset
+        as health_key,
+    grain,
+    period_start,
+    stage,
+    asset,
+    count(distinct run_id) as runs,
+    sum(records_in) as records_in,
+    sum(records_out) as records_out,
+    sum(rejected) as rejected,
+    sum(dead_lettered) as dead_lettered,
+    sum(failed) as failed,
     coalesce(
-        cast(sum(metrics.rejected + metrics.failed) as double) / nullif(sum(metrics.records_in), 0),
-        0
+        cast(sum(rejected + failed) as double precision) / nullif(sum(records_in), 0), 0
     ) as error_rate,
-    sum(metrics.latency_samples) as latency_samples,
-    max(metrics.latency_p95_s) as worst_latency_p95_s,
-    max(metrics.latency_max_s) as latency_max_s,
-    min(metrics.email_completeness) as worst_email_completeness,
-    max(metrics.unclassified_title_share) as worst_unclassified_title_share,
-    max(metrics.unmatched_country_share) as worst_unmatched_country_share
-from metrics
-cross join grains
-group by all
+    sum(latency_samples) as latency_samples,
+    max(latency_p95_s) as worst_latency_p95_s,
+    max(latency_max_s) as latency_max_s,
+    min(email_completeness) as worst_email_completeness,
+    max(unclassified_title_share) as worst_unclassified_title_share,
+    max(unmatched_country_share) as worst_unmatched_country_share
+from by_period
+group by grain, period_start, stage, asset

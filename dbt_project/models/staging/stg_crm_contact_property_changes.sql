@@ -28,7 +28,7 @@ record_properties as (
         changes.object_id,
         changes.email,
         fields.property,
-        changes.value ->> fields.property as value,
+        {{ json_text('changes.value', 'fields.property') }} as value,
         changes.changed_at,
         changes.change_source,
         changes.is_echo,
@@ -36,7 +36,8 @@ record_properties as (
         changes.change_type,
         changes.dedupe_key,
         changes.loaded_at
-    from changes, unnest(json_keys(changes.value)) as fields (property)
+    from changes
+    cross join lateral {{ json_object_keys('changes.value') }} as fields (property)
     where changes.change_type = 'record'
 )
 

@@ -17,7 +17,7 @@ select
     latency_p50_s,
     latency_p95_s,
     latency_max_s,
-    cast(completeness ->> 'email' as double) as email_completeness,
+    cast({{ json_text('completeness', "'email'") }} as double precision) as email_completeness,
     completeness,
     unclassified_title_share,
     unmatched_country_share,

@@ -131,7 +131,7 @@ def outreach_enrollment_release(
     context: dg.ScheduleEvaluationContext, warehouse: WarehouseResource
 ) -> dg.RunRequest | dg.SkipReason:
     tick = context.scheduled_execution_time or datetime.now(UTC)
-    due = due_enrollments(Warehouse(warehouse.resolved_url).duckdb_path, tick)
+    due = due_enrollments(Warehouse(warehouse.resolved_url), tick)
     if due is None:
         return dg.SkipReason("the warehouse is in use by a run; looking again next minute")
     if not due:

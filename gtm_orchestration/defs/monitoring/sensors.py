@@ -63,9 +63,7 @@ def alert_monitor(
     thresholds = alerting.thresholds()
     moment = datetime.now(UTC)
     now = clock(moment)
-    metrics = read_pipeline_metrics(
-        Warehouse(warehouse.resolved_url).duckdb_path, moment, thresholds
-    )
+    metrics = read_pipeline_metrics(Warehouse(warehouse.resolved_url), moment, thresholds)
     with alert_state(context.instance) as state:
         # A load asset that succeeded since it failed is no longer failing.
         state.clear_load_failures(last_success_times(context.instance, state.load_failures))

@@ -1,5 +1,6 @@
 """The dbt project as Dagster assets: staging and marts over the pipeline's tables."""
 
+import getpass
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -36,8 +37,23 @@ class WarehouseTranslator(DagsterDbtTranslator):
 
 
 def dbt_environment(warehouse_url: str) -> dict[str, str]:
-    """Environment that points the dbt profile at the pipeline's warehouse."""
-    return {"GTM_DUCKDB_PATH": str(Warehouse(warehouse_url).duckdb_path)}
+    """Environment that points the dbt profile (``dbt_project/profiles.yml``) at the
+    pipeline's warehouse: its ``duckdb`` target for a DuckDB file, its ``postgres`` target
+    for a PostgreSQL database."""
+    warehouse = Warehouse(warehouse_url)
+    if not warehouse.is_postgres:
+        return {"GTM_DBT_TARGET": "duckdb", "GTM_DUCKDB_PATH": str(warehouse.duckdb_path)}
+    location = warehouse.postgres
+    return {
+        "GTM_DBT_TARGET": "postgres",
+        "GTM_DBT_PG_HOST": location.host,
+        "GTM_DBT_PG_PORT": str(location.port),
+        # libpq's default user, as the warehouse connection itself takes it.
+        "GTM_DBT_PG_USER": location.user or getpass.getuser(),
+        "DBT_ENV_SECRET_GTM_PG_PASSWORD": location.password,
+        "GTM_DBT_PG_DATABASE": location.database,
+        "GTM_DBT_PG_SSLMODE": location.sslmode or "prefer",
+    }
 
 
 @dbt_assets(
