@@ -1,5 +1,5 @@
-"""The warehouse on DuckDB or PostgreSQL (the fixture `backend`: both, in `make test`): its tables, the view of each
-file's newest rows, dead-letter ids, processes opening it at once, and a wrong URL."""
+"""The warehouse on DuckDB and on PostgreSQL (each test runs on both): its tables, the view
+of each file's newest rows, dead-letter ids, processes opening it at once, and a wrong URL."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from gtm_orchestration.defs.warehouse.dbt import dbt_environment
 from gtm_orchestration.lib.dlq import Failure, dead_letters, record_failures
 from gtm_orchestration.lib.warehouse import Warehouse, WarehouseError
 from gtm_orchestration.settings import Settings
+from tests.conftest import BACKENDS
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 SECRET = "s3cret-pa55"
-from tests.conftest import BACKENDS
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,6 +1,6 @@
 """Every dbt model and test, built by the warehouse code location's own job over a warehouse
-a real run filled, on DuckDB or PostgreSQL (the fixture `backend`: both, in `make test`): what the marts say matches
-what the run did."""
+a real run filled, on DuckDB and on PostgreSQL (tests/warehouse/conftest.py): what the marts
+say matches what the run did."""
 
 from __future__ import annotations
 
