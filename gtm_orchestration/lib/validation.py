@@ -141,14 +141,22 @@ def validate_relation(
     rejected = con.sql(
         f"""
         SELECT * FROM (
-            SELECT r.* EXCLUDE (plain_email),
+            SELECT r.* EXCLUDE (plain_email, other_email, plain_domain),
                    CASE WHEN NOT r.plain_email THEN l.email_error
                         WHEN NOT d.valid THEN '{MALFORMED_EMAIL}' END AS email_error,
                    CASE {formula_field} ELSE NULL END AS formula_field
-            FROM (SELECT *, {plain} AS plain_email FROM {relation}) r
-            LEFT JOIN {email_lookup} AS l ON NOT r.plain_email AND {join_on("l", ["r.email"])}
-            LEFT JOIN {domain_lookup} AS d
-                   ON r.plain_email AND d.k0 = lower(split_part(r.email, '@', 2))
+            FROM (
+                SELECT *, {plain} AS plain_email,
+                       CASE WHEN NOT {plain} THEN email END AS other_email,
+                       CASE WHEN {plain} THEN lower(split_part(email, '@', 2)) END
+                           AS plain_domain
+                FROM {relation}
+            ) r
+            -- Join keys only, no other condition in ON: each join stays a hash join. A
+            -- plain row's other_email is NULL and may meet the lookup's NULL key (a missing
+            -- address); its email_error comes from the domain all the same.
+            LEFT JOIN {email_lookup} AS l ON {join_on("l", ["r.other_email"])}
+            LEFT JOIN {domain_lookup} AS d ON d.k0 = r.plain_domain
         ) WHERE email_error IS NOT NULL OR formula_field IS NOT NULL
         """
     ).to_arrow_table()
