@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from gtm_orchestration.instance import write_instance_config
 from gtm_orchestration.settings import Settings
@@ -17,6 +18,7 @@ from tests.conftest import Crm, drop_file
 from tests.e2e.test_file_drop import LEADS
 
 
+@pytest.mark.embedded_only(reason="the daemon on PostgreSQL: test_postgres_instance.py")
 def test_daemon_sensor_launches_the_run_that_loads_the_crm(
     settings: Settings, crm: Crm, tmp_path: Path
 ) -> None:

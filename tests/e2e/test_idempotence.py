@@ -7,6 +7,8 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 
+import pytest
+
 from gtm_orchestration.settings import Settings
 from tests.conftest import Crm, drop_file, test_instance
 from tests.e2e.pipeline import launch, run_day, sensor_runs
@@ -65,6 +67,7 @@ def _demo_once(settings: Settings, crm: Crm) -> subprocess.CompletedProcess[str]
     )
 
 
+@pytest.mark.embedded_only(reason="the demo is the embedded quick start")
 def test_demo_once_twice_on_the_same_data_folder(settings: Settings, crm: Crm) -> None:
     first = _demo_once(settings, crm)
     assert first.returncode == 0, first.stdout + first.stderr

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import duckdb
 import httpx
 import pytest
 
 from gtm_orchestration.defs.extract.sensors import landed_run_requests
 from gtm_orchestration.lib.landing import OBJECT_STORE_LATE_DROPS, LandedItem, late_listing_ns
 from gtm_orchestration.lib.storage import storage_root
+from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.receiver.signatures import gtm_signature
 from gtm_orchestration.settings import SANDBOX_WEBHOOK_SECRET, Settings
@@ -29,7 +29,7 @@ LEADS = (
 
 
 def _ingestions(settings: Settings) -> list[tuple[str, str, int, int]]:
-    with duckdb.connect(str(settings.data_dir / "warehouse.duckdb"), read_only=True) as con:
+    with Warehouse(settings.warehouse_url).connect(read_only=True) as con:
         return con.execute(
             "SELECT file_path, status, rows_accepted, rows_rejected FROM raw.file_ingestions "
             "ORDER BY started_at"
