@@ -736,11 +736,14 @@ def _route_joins(con: duckdb.DuckDBPyConnection, leads: str) -> tuple[str, dict[
         stand_in["r.employees"],
     ]
     plain = plain_email_sql("r.email")
+    # Whether the address is plain is a join key of its own (true in every row of the
+    # lookup): the joins below compare keys only, so they stay hash joins.
+    by_domain_keys = [plain, *by_domain_keys]
     by_domain = distinct_lookup(
         con,
         f"(SELECT {_aliased(by_domain_keys)} FROM {leads} AS r {joins} WHERE {plain})",
         [f"k{i}" for i in range(len(by_domain_keys))],
-        _route_domain,
+        lambda _plain, *keys: _route_domain(*keys),
         pa.schema(
             [
                 ("territory", _S),
@@ -752,7 +755,8 @@ def _route_joins(con: duckdb.DuckDBPyConnection, leads: str) -> tuple[str, dict[
         ),
     )
     joins += (
-        f" LEFT JOIN {by_domain} AS rd ON {plain} AND rd.dealt AND {join_on('rd', by_domain_keys)}"
+        f" LEFT JOIN (SELECT * FROM {by_domain} WHERE dealt) AS rd"
+        f" ON {join_on('rd', by_domain_keys)}"
     )
     one_by_one_keys = ["r.email", "r.domain", "r.country_code", "r.state", stand_in["r.employees"]]
     one_by_one = distinct_lookup(
@@ -762,9 +766,9 @@ def _route_joins(con: duckdb.DuckDBPyConnection, leads: str) -> tuple[str, dict[
         _route,
         pa.schema([("territory", _S), ("owner", _S), ("rule", _S)]),
     )
-    joins += (
-        f" LEFT JOIN {one_by_one} AS ro ON rd.dealt IS NULL AND {join_on('ro', one_by_one_keys)}"
-    )
+    # A lead dealt by domain never has the keys of one routed alone (the same keys give the
+    # same route by domain), so this join needs no other condition.
+    joins += f" LEFT JOIN {one_by_one} AS ro ON {join_on('ro', one_by_one_keys)}"
     deal = ROUND_ROBIN_SQL.format(email="r.email", owners="len(rd.owners)")
     owner = f"CASE WHEN rd.owners IS NULL THEN rd.owner ELSE rd.owners[1 + {deal}] END"
     return joins, {
