@@ -33,7 +33,7 @@ demo: install
 test: install
 	$(VENV)/bin/python -m pytest -n 2 --dist worksteal
 
-# Every benchmark at its goal size, one after another (an hour or more on 2 CPUs: run it on a
+# Every benchmark at its goal size, one after another (8-10 minutes on 2 CPUs: run it on a
 # machine doing nothing else). Writes bench/RESULTS.md and the README's benchmark table.
 # BENCH_ARGS="--quick" checks the suite in minutes at small sizes, written to bench/logs/.
 bench: install
