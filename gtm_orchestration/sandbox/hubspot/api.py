@@ -268,7 +268,7 @@ def hubspot_router(portal: HubSpotPortal) -> APIRouter:
             if item.object_write_trace_id is not None:
                 result_json["objectWriteTraceId"] = item.object_write_trace_id
             results.append(result_json)
-        return _batch_response(results, errors, started_at)
+        return batch_response(results, errors, started_at)
 
     @router.post("/objects/{object_type}/batch/create")
     def batch_create(
@@ -291,7 +291,7 @@ def hubspot_router(portal: HubSpotPortal) -> APIRouter:
             for plan, result in zip(planned, written, strict=True)
             if result is not None
         ]
-        return _batch_response(results, [], started_at, success_status=201)
+        return batch_response(results, [], started_at, success_status=201)
 
     @router.post("/objects/{object_type}/batch/update")
     def batch_update(
@@ -320,7 +320,7 @@ def hubspot_router(portal: HubSpotPortal) -> APIRouter:
             for plan, result in zip(planned, written, strict=True)
             if result is not None
         ]
-        return _batch_response(results, _not_found_errors(schema, missing), started_at)
+        return batch_response(results, _not_found_errors(schema, missing), started_at)
 
     @router.post("/objects/{object_type}/batch/read")
     def batch_read(object_type: str, body: BatchReadRequest) -> JSONResponse:
@@ -335,7 +335,7 @@ def hubspot_router(portal: HubSpotPortal) -> APIRouter:
         results = _objects_json(
             store, schema, records, body.properties, body.properties_with_history
         )
-        return _batch_response(results, _not_found_errors(schema, missing), started_at)
+        return batch_response(results, _not_found_errors(schema, missing), started_at)
 
     @router.post("/objects/{object_type}/search")
     def search_objects(object_type: str, body: SearchRequest) -> JSONResponse:
@@ -633,7 +633,7 @@ def _objects_json(
     ]
 
 
-def _batch_response(
+def batch_response(
     results: list[dict[str, object]],
     errors: list[dict[str, object]],
     started_at: int,

@@ -14,7 +14,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from gtm_orchestration.lib.hubspot_time import iso_from_ms, now_ms
+from gtm_orchestration.lib.hubspot_time import now_ms
+from gtm_orchestration.sandbox.hubspot.api import batch_response
 from gtm_orchestration.sandbox.hubspot.errors import (
     OBJECT_NOT_FOUND,
     VALIDATION_ERROR,
@@ -121,7 +122,7 @@ def associations_router(portal: HubSpotPortal) -> APIRouter:
             }
             for from_id, to_id in pairs
         ]
-        return _batch_response(results, errors, started_at)
+        return batch_response(results, errors, started_at)
 
     @router.post("/associations/{from_object_type}/{to_object_type}/batch/read")
     def read_batch(from_object_type: str, to_object_type: str, body: ReadRequest) -> JSONResponse:
@@ -143,7 +144,7 @@ def associations_router(portal: HubSpotPortal) -> APIRouter:
         if missing:
             message = f"Could not find some {source.singular.upper()} objects: {missing}"
             errors.append(batch_error(OBJECT_NOT_FOUND, message, {"ids": missing}))
-        return _batch_response(results, errors, started_at)
+        return batch_response(results, errors, started_at)
 
     @router.get("/objects/{object_type}/{object_id}/associations/{to_object_type}")
     def list_associations(
@@ -191,19 +192,3 @@ def _check_size(count: int, limit: int) -> None:
         raise HubSpotError(
             400, f"Batch input size {count} exceeds the limit of {limit} inputs", VALIDATION_ERROR
         )
-
-
-def _batch_response(
-    results: list[dict[str, object]], errors: list[dict[str, object]], started_at: int
-) -> JSONResponse:
-    body: dict[str, object] = {
-        "status": "COMPLETE",
-        "results": results,
-        "startedAt": iso_from_ms(started_at),
-        "completedAt": iso_from_ms(now_ms()),
-    }
-    if errors:
-        body["numErrors"] = len(errors)
-        body["errors"] = errors
-        return JSONResponse(body, status_code=207)
-    return JSONResponse(body)
