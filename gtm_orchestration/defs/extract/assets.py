@@ -130,7 +130,8 @@ def landed_data(
                     setattr(total, name, getattr(total, name) + value)
             total.problems += summary.problems
         measured = record_extraction_metrics(con, run_id, context.partition_keys)
-        checks = list(_run_checks(con, selected_checks(context), run_id, sorted(days)))
+        selected = selected_checks(context)
+        checks = list(_run_checks(con, selected, run_id, sorted(days)))
     for problem in total.problems:
         context.log.warning(problem)
     metadata = {
@@ -145,7 +146,7 @@ def landed_data(
             stage = events if key == "raw_engagement_events" else leads
             yield dg.MaterializeResult(asset_key=key, metadata=metadata | stage_metadata(stage))
     yield from checks
-    if "landed_within_sla" in selected_checks(context):
+    if "landed_within_sla" in selected:
         yield check_result(
             "landed_within_sla",
             "raw_lead_rows",
@@ -157,7 +158,7 @@ def landed_data(
             severity=WARN,
             metadata={"sla_seconds": dg.MetadataValue.float(FRESHNESS_SLA_S)},
         )
-    if "rejected_share_below_threshold" in selected_checks(context):
+    if "rejected_share_below_threshold" in selected:
         yield check_result(
             "rejected_share_below_threshold",
             "rejected_lead_rows",
