@@ -523,8 +523,12 @@ def _connect_with_retry(
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+        except (duckdb.IOException, duckdb.BinderException) as exc:
+            # Another process holds the file's lock; or another thread of this process is
+            # opening the same file at this moment (DuckDB's "unique file handle conflict").
+            message = str(exc).lower()
+            busy = "lock" in message or "unique file handle conflict" in message
+            if not busy or time.monotonic() > deadline:
                 raise
             time.sleep(delay + random.uniform(0, delay))
             delay = min(delay * 2, 1.0)
