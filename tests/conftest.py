@@ -231,16 +231,13 @@ def s3_settings(
 
 
 @contextmanager
-def test_instance() -> Iterator[dg.DagsterInstance]:
+def pipeline_instance() -> Iterator[dg.DagsterInstance]:
     """A Dagster instance for a test that drives runs itself: in a temporary folder, stored
     in the backend's database when ``DAGSTER_PG_URL`` is set (the ``postgres`` backend)."""
     url = os.environ.get("DAGSTER_PG_URL")
     overrides = {"storage": {"postgres": {"postgres_url": url}}} if url else None
     with dg.instance_for_test(overrides=overrides) as instance:
         yield instance
-
-
-test_instance.__test__ = False  # a helper, not a test
 
 
 def drop_file(settings: Settings, source: str, name: str, content: str | bytes) -> Path:

@@ -6,14 +6,14 @@ import dagster as dg
 
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch, sensor_runs
 
 GOOD = "Email,First Name,Company Name\nada@lovelace.io,Ada,Lovelace Labs\n"
 
 
 def _process(settings: Settings) -> list[dg.ExecuteInProcessResult]:
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, _ = sensor_runs(instance)
         return [launch(instance, r) for r in requests]
 

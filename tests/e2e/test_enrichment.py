@@ -20,7 +20,7 @@ from gtm_orchestration.lib.normalize import normalize_industry
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.sandbox import SandboxServer
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch, run_day, sensor_runs
 
 HEADER = (
@@ -83,7 +83,7 @@ def _run_drop(settings: Settings, instance: dg.DagsterInstance) -> dg.ExecuteInP
 def test_a_drop_without_firmographics_reaches_the_crm_enriched(
     settings: Settings, crm: Crm
 ) -> None:
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         result = _run_drop(settings, instance)
         northwind, acme = _vendor(crm, "northwind-trading.com"), _vendor(crm, "acme-robotics.de")
         contacts = _by_key(crm.all("contacts", *CONTACT_PROPS), "email")
@@ -140,7 +140,7 @@ def test_an_enrichment_outage_flags_leads_and_the_batch_still_loads(
     settings: Settings, crm: Crm, enrichment_outage: SandboxServer
 ) -> None:
     drop_file(settings, "leads", "fair.csv", HEADER + LEADS.splitlines(keepends=True)[1])
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, _ = sensor_runs(instance)
         result = launch(instance, requests[0])
         assert result.success
@@ -163,7 +163,7 @@ def test_an_enrichment_outage_flags_leads_and_the_batch_still_loads(
 def test_the_weekly_refresh_resends_only_companies_whose_firmographics_changed(
     settings: Settings, crm: Crm
 ) -> None:
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         loaded = _run_drop(settings, instance)
         day = loaded.dagster_run.tags["dagster/partition"]
         # A month passes; meanwhile the vendor learns that Northwind grew.

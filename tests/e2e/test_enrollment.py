@@ -30,7 +30,7 @@ from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.receiver.signatures import gtm_signature
 from gtm_orchestration.settings import SANDBOX_WEBHOOK_SECRET, Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch
 
 HEADER = (
@@ -175,7 +175,7 @@ def test_five_concurrent_processes_enroll_the_same_lead_exactly_once(
     settings: Settings, crm: Crm, no_window: None, tmp_path: Path
 ) -> None:
     drop_file(settings, "leads", "webinar.csv", leads_file())
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         assert run_pipeline(instance, UP_TO_LEADS).success
 
     go = tmp_path / "go"
@@ -232,7 +232,7 @@ def test_five_deliveries_of_one_form_fill_at_once_enroll_once_through_the_sensor
         assert list(pool.map(deliver, range(5))) == [200] * 5
 
     sensor = defs.resolve_sensor_def("webhook_batch_sensor")
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         cursor, runs = None, 0
         while True:
             with dg.build_sensor_context(
@@ -257,7 +257,7 @@ def test_a_release_killed_between_claim_and_call_is_enrolled_once_by_the_rerun(
     settings: Settings, crm: Crm, no_window: None, tmp_path: Path
 ) -> None:
     drop_file(settings, "leads", "webinar.csv", leads_file())
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         assert run_pipeline(instance, UP_TO_LEADS).success
         # Every sequencer call now hangs, so the process stops right after its claim.
         crm.http.post("/__sandbox/faults", json={"latency_ms": 2500}).raise_for_status()
@@ -291,7 +291,7 @@ def test_a_release_killed_after_the_sequencer_took_it_is_not_sent_again(
     settings: Settings, crm: Crm, no_window: None, tmp_path: Path
 ) -> None:
     drop_file(settings, "leads", "webinar.csv", leads_file())
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         assert run_pipeline(instance, UP_TO_LEADS).success
         crm.http.post("/__sandbox/faults", json={"latency_ms": 1000}).raise_for_status()
         go = tmp_path / "go"
@@ -338,7 +338,7 @@ def test_a_correction_inside_the_quality_window_cancels_the_enrollment(
 ) -> None:
     monkeypatch.setenv("GTM_ENROLLMENT_QUALITY_WINDOW_MINUTES", "15")
     drop_file(settings, "leads", "webinar.csv", leads_file(first_name="Pryia"))
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         first = run_pipeline(instance)
         assert first.success
         assert (enrollment_metadata(first)["held"], enrollment_metadata(first)["claimed"]) == (1, 0)
@@ -390,7 +390,7 @@ def test_a_lead_already_active_in_another_sequence_is_not_enrolled(
     other = crm.http.post("/api/v2/sequenceStates", json=body, headers=JSON_API).json()["data"]
 
     drop_file(settings, "leads", "webinar.csv", leads_file())
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         result = run_pipeline(instance)
         assert result.success
     metadata = enrollment_metadata(result)
@@ -411,7 +411,7 @@ def test_the_release_schedule_enrolls_held_leads_once_their_window_is_over(
     monkeypatch.setenv("GTM_ENROLLMENT_QUALITY_WINDOW_MINUTES", "0.05")  # 3 seconds
     drop_file(settings, "leads", "webinar.csv", leads_file())
     schedule = defs.resolve_schedule_def("outreach_enrollment_release")
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         result = run_pipeline(instance)
         assert result.success
         due_at = enrollment_metadata(result)["next_due_at"]

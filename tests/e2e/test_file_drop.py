@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from gtm_orchestration.lib.mapping import load_registry
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch, sensor_runs
 
 REGISTRY = load_registry()
@@ -49,7 +49,7 @@ def test_dropped_file_reaches_the_crm_normalized_and_deduplicated(
     ).raise_for_status()
 
     drop_file(settings, "leads", "webinar.csv", LEADS)
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, cursor = sensor_runs(instance)
         assert len(requests) == 1
         assert requests[0].partition_key == datetime.now(UTC).date().isoformat()
@@ -119,7 +119,7 @@ def test_dropped_file_reaches_the_crm_normalized_and_deduplicated(
 
 def test_ingestion_log_and_raw_rows_record_the_file(settings: Settings, crm: Crm) -> None:
     path = drop_file(settings, "leads", "list.csv", LEADS)
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, _ = sensor_runs(instance)
         assert launch(instance, requests[0]).success
     with Warehouse(settings.warehouse_url).connect(read_only=True) as con:

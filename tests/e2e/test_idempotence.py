@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch, run_day, sensor_runs
 from tests.e2e.test_file_drop import LEADS
 
@@ -24,7 +24,7 @@ def _updated_at(crm: Crm) -> dict[str, str]:
 
 
 def test_same_file_dropped_twice_is_ingested_once(settings: Settings, crm: Crm) -> None:
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         drop_file(settings, "leads", "monday.csv", LEADS)
         requests, cursor = sensor_runs(instance)
         assert launch(instance, requests[0]).success
@@ -43,7 +43,7 @@ def test_same_file_dropped_twice_is_ingested_once(settings: Settings, crm: Crm) 
 def test_materializing_everything_twice_changes_nothing(settings: Settings, crm: Crm) -> None:
     drop_file(settings, "leads", "monday.csv", LEADS)
     today = datetime.now(UTC).date().isoformat()
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         assert run_day(instance, today).success
         writes, write_requests, updated = crm.writes(), crm.write_requests(), _updated_at(crm)
         assert run_day(instance, today).success

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch, sensor_runs
 
 HEADER = "email,first_name,last_name,title,company,website,country,employees\n"
@@ -33,7 +33,7 @@ def test_a_later_spelling_of_a_gmail_address_updates_the_first_contact(
         + "jo.park@outlook.com,Jo,Park,Engineer,Other Jo Inc,otherjo.com,US,5\n",
     )
 
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, _ = sensor_runs(instance)
         assert len(requests) == 2
         for request in sorted(requests, key=lambda r: r.partition_key):

@@ -10,7 +10,7 @@ import pytest
 from gtm_orchestration.cli import main
 from gtm_orchestration.lib.mapping import MAPPINGS_DIR
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import run_day
 from tests.e2e.test_file_drop import LEADS
 
@@ -67,7 +67,7 @@ def test_mapping_change_backfill_resends_only_the_records_it_changes(
     day = datetime.now(UTC).date().isoformat()
 
     monkeypatch.setenv("GTM_MAPPING_VERSION", "1")
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         assert run_day(instance, day).success
     before = _contacts(crm)
     companies_before = _companies(crm)
@@ -91,7 +91,7 @@ def test_mapping_change_backfill_resends_only_the_records_it_changes(
 
     # The change, then a backfill of the day.
     monkeypatch.setenv("GTM_MAPPING_VERSION", "2")
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         assert run_day(instance, day).success
     after = _contacts(crm)
 

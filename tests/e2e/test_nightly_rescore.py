@@ -9,7 +9,7 @@ import httpx
 from gtm_orchestration.definitions import defs
 from gtm_orchestration.lib.engagement import score_engagement
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, test_instance
+from tests.conftest import Crm, pipeline_instance
 from tests.e2e.test_webhooks import post, receiver, webhook_runs  # noqa: F401 - fixture
 
 MEETING_AT = datetime(2026, 10, 1, 15, 0, tzinfo=UTC)
@@ -43,7 +43,7 @@ def test_scores_decay_night_by_night_and_a_rerun_sends_nothing(
     stranger = dict(meeting, event_id="m-2", email="nobody@else.io")
     assert post(receiver, "/webhooks/engagement/outreach", stranger).status_code == 200
 
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         webhook_runs(instance)
         real_time = _score(crm, "jo@hooli.com")
 

@@ -17,7 +17,7 @@ from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.receiver.signatures import gtm_signature
 from gtm_orchestration.settings import SANDBOX_WEBHOOK_SECRET, Settings
-from tests.conftest import Crm, ObjectStore, test_instance
+from tests.conftest import Crm, ObjectStore, pipeline_instance
 from tests.e2e.pipeline import launch, sensor_runs, webhook_runs
 
 LEADS = (
@@ -43,7 +43,7 @@ def test_a_csv_dropped_in_the_bucket_reaches_the_crm_once(
     object_store.put(key, LEADS.encode())
     url = f"s3://{object_store.bucket}/{key}"
 
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, cursor = sensor_runs(instance)
         assert len(requests) == 1
         assert requests[0].partition_key == datetime.now(UTC).date().isoformat()
@@ -121,7 +121,7 @@ def test_a_signed_form_fill_lands_in_the_bucket_and_becomes_a_contact(
     assert forged.status_code == 401
     assert object_store.keys() == [key]
 
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         cursor = webhook_runs(instance)
         assert cursor is not None
         assert webhook_runs(instance, cursor) == cursor

@@ -8,7 +8,7 @@ import dagster as dg
 
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import run_day
 
 GOOD = "Email,First Name,Company Name\nada@lovelace.io,Ada,Lovelace Labs\nbob@acme.com,Bob,Acme\n"
@@ -27,7 +27,7 @@ def test_failed_check_stops_the_load_until_the_data_is_fixed(settings: Settings,
             [today],
         )
 
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         blocked = run_day(instance, today.isoformat())
         assert not blocked.success
         evaluations = [
@@ -55,7 +55,7 @@ def test_a_warning_does_not_hold_the_load(settings: Settings, crm: Crm) -> None:
     # Half the rows are rejected at extraction: far above the error-rate threshold, which
     # warns; the accepted row is fine and goes on to the CRM.
     drop_file(settings, "leads", "half.csv", "Email,First Name\nada@lovelace.io,Ada\n,Nobody\n")
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         result = run_day(instance, datetime.now(UTC).date().isoformat())
     assert result.success
     evaluations = {

@@ -21,7 +21,7 @@ from gtm_orchestration.lib.landing import scan_lead_webhook_batches
 from gtm_orchestration.receiver.server import ReceiverServer
 from gtm_orchestration.receiver.signatures import gtm_signature
 from gtm_orchestration.settings import SANDBOX_WEBHOOK_SECRET, Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch, webhook_runs
 
 NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
@@ -98,7 +98,7 @@ def test_form_fills_become_contacts_and_signals_score_them_once(
     }
     assert post(receiver, "/webhooks/engagement/outreach", stranger).status_code == 200
 
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         cursor = webhook_runs(instance)
         assert cursor is not None
         writes = crm.writes()
@@ -152,7 +152,7 @@ def test_form_runs_carry_the_warning_checks_once_in_ten_minutes(
     blocking |= {"enumerations_valid", "domains_unique", "domains_well_formed"}
     warnings = {"landed_within_sla", "rejected_share_below_threshold", "transformed_within_sla"}
     cursor, evaluated = None, []
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         for n in (1, 2):
             form = {"event_id": f"f-{n}", "email": f"lead{n}@hooli.com", "first_name": "Jo"}
             assert post(receiver, "/webhooks/forms/leads", form).status_code == 200

@@ -17,7 +17,7 @@ import pytest
 from gtm_orchestration.definitions import defs
 from gtm_orchestration.lib.mapping import MAPPINGS_DIR
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.load.support import (
     associated_company_domains,
     observer,
@@ -96,7 +96,7 @@ def test_refused_records_wait_in_the_queue_until_the_fixed_mapping_is_replayed(
     _new_version(mappings, ("    numemployees: employees_band\n", "    numemployees: employees\n"))
     drop_file(settings, "leads", "webinar.csv", LEADS)
     today = datetime.now(UTC).date().isoformat()
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         result = _lead_pipeline(instance, today)
     # Records refused one by one do not fail the run; they are counted.
     assert result.success
@@ -170,7 +170,7 @@ def test_a_crm_failing_outright_fails_the_load_and_the_next_load_delivers(
     today = datetime.now(UTC).date().isoformat()
     set_faults(crm, error_rate=1.0)
     quick = {"ops": {"hubspot_companies": {"config": {"max_attempts": 2}}}}
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         failed = _lead_pipeline(instance, today, quick)
         assert not failed.success
         (failure,) = [e for e in failed.all_events if e.is_step_failure]

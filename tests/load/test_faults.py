@@ -10,7 +10,7 @@ from gtm_orchestration.defs.load.assets import hubspot_contacts
 from gtm_orchestration.defs.resources import RESOURCES
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, test_instance
+from tests.conftest import Crm, pipeline_instance
 from tests.load.support import (
     all_records,
     observer,
@@ -63,7 +63,7 @@ def test_every_record_is_delivered_once_or_dead_lettered_with_its_reason(
     valid = {f"c{i}@firm{i % 97}.example.com" for i in range(CONTACTS)} - invalid
     set_faults(crm, error_rate=0.1, rate_limit_rate=0.1, latency_ms=200)
 
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         # Two tries a request: some batches fail both and wait in the queue as transient.
         runs = [_load(instance, DAY, max_attempts=2)]
         first = runs[0]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import run_day
 
 HEADER = (
@@ -33,7 +33,7 @@ def test_a_reps_edit_survives_a_later_sync_carrying_another_value(
 ) -> None:
     today = datetime.now(UTC).date().isoformat()
     drop_file(settings, "leads", "monday.csv", _lead("VP of Marketing", "San Francisco"))
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         assert _contacts_metadata(run_day(instance, today))["created"] == 1
 
         # The rep corrects the title by hand in the CRM.

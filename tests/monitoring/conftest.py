@@ -11,7 +11,7 @@ import pytest
 
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, test_instance
+from tests.conftest import Crm, pipeline_instance
 from tests.monitoring.support import PipelineRows, Sinks, SmtpServer, write_thresholds
 
 
@@ -23,7 +23,7 @@ def sinks(crm: Crm, settings: Settings) -> Sinks:
 
 @pytest.fixture
 def instance(settings: Settings) -> Iterator[dg.DagsterInstance]:
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         yield instance
 
 

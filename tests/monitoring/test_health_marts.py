@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch, sensor_runs
 from tests.monitoring.test_metrics_pipeline import LEADS
 from tests.warehouse.dbt_runs import dbt_build
@@ -20,7 +20,7 @@ def test_health_marts_report_throughput_errors_and_latency(
     settings: Settings, crm: Crm, tmp_path: Path
 ) -> None:
     drop_file(settings, "leads", "webinar.csv", LEADS)
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, _ = sensor_runs(instance)
         result = launch(instance, requests[0])
         assert result.success

@@ -10,7 +10,7 @@ import dagster as dg
 
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch, sensor_runs
 
 # Five rows: one without an email (rejected), an unknown title, an unknown country.
@@ -48,7 +48,7 @@ def _checks(result: dg.ExecuteInProcessResult) -> dict[str, tuple[bool, str]]:
 
 def test_a_run_records_its_stage_metrics(settings: Settings, crm: Crm) -> None:
     drop_file(settings, "leads", "webinar.csv", LEADS)
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, _ = sensor_runs(instance)
         result = launch(instance, requests[0])
         # A fifth of the rows rejected warns; it does not stop the load.
@@ -116,7 +116,7 @@ def test_a_run_records_its_stage_metrics(settings: Settings, crm: Crm) -> None:
 def test_a_rerun_over_nothing_new_measures_no_latency(settings: Settings, crm: Crm) -> None:
     drop_file(settings, "leads", "list.csv", LEADS)
     today = datetime.now(UTC).date().isoformat()
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, _ = sensor_runs(instance)
         assert launch(instance, requests[0]).success
         again = launch(instance, requests[0])

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from gtm_orchestration.lib.warehouse import Warehouse
 from gtm_orchestration.settings import Settings
 from gtm_orchestration.warehouse_definitions import defs as warehouse_defs
-from tests.conftest import Crm, drop_file, test_instance
+from tests.conftest import Crm, drop_file, pipeline_instance
 from tests.e2e.pipeline import launch, sensor_runs
 
 LEADS = (
@@ -25,7 +25,7 @@ def test_the_warehouse_job_builds_every_model_and_passes_every_test(
     settings: Settings, crm: Crm
 ) -> None:
     drop_file(settings, "leads", "webinar.csv", LEADS)
-    with test_instance() as instance:
+    with pipeline_instance() as instance:
         requests, _ = sensor_runs(instance)
         assert launch(instance, requests[0]).success
         built = warehouse_defs.resolve_job_def("build_warehouse").execute_in_process(
