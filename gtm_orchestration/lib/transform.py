@@ -330,7 +330,8 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
     ``(leads, companies)``: one lead per normalized email (the newest non-empty value of
     each field wins) and one company per domain, columns LEAD_COLUMNS / COMPANY_COLUMNS.
     """
-    raw = raw_relation
+    raw = "t_raw"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE t_raw AS FROM {raw_relation}")
     # A plain address (see email_identity) is its own normalized form and identity.
     plain = as_is_email_sql("r.email")
     # Rows enriched on the way in (enrich_rows) say when their lookup failed.
@@ -423,10 +424,6 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
                 [f"r.{column}", "ct.code"],
             )
         )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE t_other_emails AS "
-        f"SELECT k0 AS email FROM {emails} WHERE k0 IS NOT NULL"
-    )
     # Most emails have one row, taken as it is; only the rows of repeated emails are merged.
     con.execute(
         f"""
@@ -475,52 +472,28 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
         "flags": "concat_ws(chr(31), ct.flag, ind.flag, rev.flag, emp.flag, ph.flag, sub.flag, "
         f"opt.flag, {enrichment_flag})",
     }
-
-    def merged(columns: list[str], emails: tuple[str | None, str | None] = (None, None)) -> str:
-        """The query of ``columns`` of the leads (see _merged) whose identity is in the range
-        ``emails`` (``$lower`` included, ``$upper`` not; None for no bound: above the last,
-        leads without email too)."""
-        select = ", ".join(f"{normalized[c]} AS {c}" for c in ["email", "identity", *columns])
-        lower, upper = emails
-
-        def in_range(address: str) -> str:
-            conditions = []
-            if lower is not None:
-                conditions.append(f"{address} >= $lower")
-            if upper is not None:
-                conditions.append(f"{address} < $upper")
-            where = " AND ".join(conditions) or "true"
-            if lower is not None and upper is None:
-                where = f"({where} OR {address} IS NULL)"
-            return where
-
-        def rows(repeated: str) -> str:
-            # A plain address is in range as it is in lower case: only the rows in range and
-            # those of other addresses go through the rules.
-            return (
-                "SELECT r.landed_at AS newest_at, r.source_file AS newest_file, "
-                f"r.line AS newest_line, r.source AS newest_source, {select} "
-                f"FROM (SELECT * FROM {raw} AS r {repeated} JOIN t_repeated AS d "
-                f"ON r.email IS NOT DISTINCT FROM d.email "
-                f"WHERE {in_range('lower(r.email)')} OR r.email IN (FROM t_other_emails)) "
-                f"AS r {' '.join(joins)} "
-                f"WHERE {in_range(f'({identity})')}"
-            )
-
-        return _merged(rows("ANTI"), rows("SEMI"), columns)
-
-    # The rules that read a whole lead (fit, route) run on the distinct values of the few
-    # columns they read, merged first on their own.
-    keys = ["company_industry", "employees", "country_code", "seniority", "function"]
-    keys += ["domain", "state"]
-    con.execute(f"CREATE OR REPLACE TEMP TABLE t_lead_keys AS {merged(keys)}")
-    fit = _fit_joins(con, "t_lead_keys")
-    route, route_columns = _route_joins(con, "t_lead_keys")
-    ranges = _email_ranges(con, "t_lead_keys")
-    con.execute("DROP TABLE t_lead_keys")
-
     newest = [c for c in LEAD_COLUMNS if c not in _DERIVED_AFTER_MERGE]
-    select = (
+    select = ", ".join(f"{normalized[c]} AS {c}" for c in ["email", "identity", *newest, "flags"])
+
+    def rows(repeated: str) -> str:
+        return (
+            "SELECT r.landed_at AS newest_at, r.source_file AS newest_file, "
+            f"r.line AS newest_line, r.source AS newest_source, {select} "
+            f"FROM {raw} AS r {repeated} JOIN t_repeated AS d "
+            f"ON r.email IS NOT DISTINCT FROM d.email {' '.join(joins)}"
+        )
+
+    # The leads merged once, in no order; the rules that read a whole lead (fit, route) run
+    # on the distinct values of the few columns they read.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE t_merged AS "
+        + _merged(rows("ANTI"), rows("SEMI"), [*newest, "flags"])
+    )
+    for table in ("t_repeated", "t_raw"):
+        con.execute(f"DROP TABLE {table}")
+    fit = _fit_joins(con, "t_merged")
+    route, route_columns = _route_joins(con, "t_merged")
+    select_out = (
         {c: f"r.{c}" for c in LEAD_COLUMNS}
         | route_columns
         | {
@@ -529,19 +502,20 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
             "lifecycle_stage": "'lead'",
         }
     )
-    columns = ", ".join(f"{expr} AS {name}" for name, expr in select.items())
-    # Sorted a range of emails at a time: sorting all leads at once holds every column of
-    # them twice, beside the leads already out.
+    columns = ", ".join(f"{expr} AS {name}" for name, expr in select_out.items())
+    # Sorted a range of identities at a time: sorting all leads at once holds every column
+    # of them twice, beside the leads already out. Executed, not con.sql(): given
+    # parameters, con.sql() runs the query into a relation of its own, and reading that
+    # relation into Arrow costs several times the query itself.
     leads_table = pa.concat_tables(
-        con.sql(
-            f"SELECT {columns} FROM ({merged([*newest, 'flags'], (lower, upper))}) AS r "
-            f"{fit} {route} ORDER BY r.identity, r.email",
-            params={k: v for k, v in (("lower", lower), ("upper", upper)) if v is not None} or None,
+        con.execute(
+            f"SELECT {columns} FROM t_merged AS r {fit} {route} "
+            f"WHERE {_in_range('r.identity', lower, upper)} ORDER BY r.identity, r.email",
+            {k: v for k, v in (("lower", lower), ("upper", upper)) if v is not None} or None,
         ).to_arrow_table()
-        for lower, upper in ranges
+        for lower, upper in _email_ranges(con, "t_merged")
     )
-    con.execute("DROP TABLE t_repeated")
-    con.execute("DROP TABLE t_other_emails")
+    con.execute("DROP TABLE t_merged")
     con.register("t_out_leads", leads_table)
     companies = _companies(con, "t_out_leads")
     return leads_table, companies
@@ -561,6 +535,20 @@ def _email_ranges(
     (bounds,) = con.execute(query).fetchall()[0]
     bounds = sorted(set(bounds))
     return list(zip([None, *bounds], [*bounds, None], strict=True))
+
+
+def _in_range(column: str, lower: str | None, upper: str | None) -> str:
+    """The condition that ``column`` is in the range (``$lower`` included, ``$upper`` not;
+    None for no bound: the last range holds NULL too)."""
+    conditions = []
+    if lower is not None:
+        conditions.append(f"{column} >= $lower")
+    if upper is not None:
+        conditions.append(f"{column} < $upper")
+    where = " AND ".join(conditions) or "true"
+    if lower is not None and upper is None:
+        where = f"({where} OR {column} IS NULL)"
+    return where
 
 
 def _merged(single_rows: str, repeated_rows: str, columns: list[str]) -> str:
