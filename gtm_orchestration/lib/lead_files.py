@@ -253,14 +253,14 @@ def _read_in_batch(
     """``parse_lead_csv`` of the file, run over whole columns in DuckDB: the same rows,
     lines, values and rejections, in a fraction of the time for a large file.
 
-    DuckDB splits the file into lines; a record spans several lines only where a quoted
-    value holds a line break, which the parity of the quotes on each line tells. Lines
-    without quotes are split on commas, well-formed quoted lines read by a regular
-    expression, and csv reads the rest (values over several lines, rows of another width).
-    Returns None for anything this reading does not decide exactly as ``parse_lead_csv``
-    would (empty or not UTF-8, lone carriage returns, unbalanced or malformed quotes,
-    over-long values, a header that does not fit): ``parse_lead_csv`` then reads the file
-    and names the problem. ``shape`` is the file's ``_FileShape`` when already known.
+    DuckDB splits the file into lines, which tell the file's shape: a record spans several
+    lines only where a quoted value holds a line break, which the parity of the quotes on
+    each line tells. DuckDB's CSV reader then parses the records (``_read_by_duckdb``); csv
+    reads the few over several lines and those of another width again, to check them and
+    name them. Returns None for anything this reading does not decide exactly as
+    ``parse_lead_csv`` would (empty or not UTF-8, lone carriage returns, unbalanced or
+    malformed quotes, over-long values, a header that does not fit): ``parse_lead_csv`` then
+    reads the file and names the problem. ``shape`` is the file's ``_FileShape`` when already known.
     """
     path = as_upath(path)
     shape = shape or _FileShape.of(_blocks(path))
@@ -335,83 +335,22 @@ def _read_lines(
     if not headers or not check.ok:
         return None
     width = len(headers)
-
-    record = _quoted_record(width)
-    con.execute(
-        f"""
-        CREATE TEMP TABLE file_records AS
-        SELECT rowid AS n, line,
-               CASE WHEN rowid IN (SELECT n FROM spanning_lines) THEN 'csv'
-                    WHEN quotes > 0 THEN
-                        CASE WHEN regexp_full_match(line, '{record}') THEN 'quoted' ELSE 'csv' END
-                    WHEN strlen(line) - strlen(replace(line, ',', '')) = {width - 1} THEN 'plain'
-                    ELSE 'csv' END AS kind
-        FROM file_lines WHERE rowid > 0
-        """
-    )
-    by_csv = con.execute(
-        "SELECT n, line, n IN (SELECT n FROM spanning_lines) AND n NOT IN "
-        f"({', '.join(str(first) for first, _ in spans) or 'NULL'}) "
-        "FROM file_records WHERE kind = 'csv' ORDER BY n"
-    ).fetchall()
-    parsed = _records_by_csv(by_csv, newline)
-    if parsed is None:
-        return None
-    rows_total = 0
-    rejections: list[Rejection] = []
-    fitting: list[tuple[int, list[str]]] = []
-    for first, values in parsed:
-        if len(values) == width:
-            fitting.append((first, values))
-        elif values and not all(not value.strip() for value in values):
-            rows_total += 1
-            rejections.append(_wrong_width(first + 1, width, len(values)))
-    columns = list(zip(*(values for _, values in fitting), strict=True)) or [()] * width
-    con.register(
-        "csv_records",
-        pa.table(
-            {"n": pa.array([first for first, _ in fitting], pa.int64())}
-            | {f"f{i}": pa.array(column, pa.string()) for i, column in enumerate(columns)}
-        ),
-    )
-
-    split = ", ".join(f"parts[{i + 1}] AS f{i}" for i in range(width))
-    unquoted = ", ".join(
-        f"CASE WHEN starts_with(r.f{i}, '\"') THEN replace(r.f{i}[2:-2], '\"\"', '\"') "
-        f"ELSE r.f{i} END AS f{i}"
-        for i in range(width)
-    )
-    groups = ", ".join(f"'f{i}'" for i in range(width))
-    # Only a value next to a comma, a quote or the end of its line can need stripping.
-    padded = f"regexp_matches(line, '(?:^|[,\"]){_WS}|{_WS}(?:[,\"]|$)')"
-    stripped = ", ".join(
-        f"CASE WHEN padded THEN nullif(regexp_replace(f{i}, '^{_WS}+|{_WS}+$', '', 'g'), '') "
-        f"ELSE nullif(f{i}, '') END AS v{i}"
-        for i in range(width)
-    )
     by_field = {canonical: f"v{index}" for index, canonical in check.columns.items()}
-    canonical = ", ".join(f"{by_field.get(c, 'NULL::VARCHAR')} AS {c}" for c in CANONICAL_FIELDS)
-    values = ", ".join(f"v{i}" for i in range(width))
-    con.execute(
-        f"""
-        CREATE TEMP TABLE file_rows AS
-        SELECT (n + 1)::INTEGER AS line, {canonical}, coalesce({values}) IS NULL AS blank
-        FROM (
-            SELECT n, {stripped} FROM (
-                SELECT n, {padded} AS padded, {split}
-                FROM (SELECT n, line, string_split(line, ',') AS parts
-                      FROM file_records WHERE kind = 'plain')
-                UNION ALL
-                SELECT n, {padded} AS padded, {unquoted}
-                FROM (SELECT n, line, regexp_extract(line, '{record}', [{groups}]) AS r
-                      FROM file_records WHERE kind = 'quoted')
-                UNION ALL
-                SELECT n, true AS padded, {", ".join(f"f{i}" for i in range(width))}
-                FROM csv_records
-            )
-        )
-        """
-    )
+    return _read_by_duckdb(con, name, width, spans, by_field, newline)
+
+
+def _canonical_columns(by_field: dict[str, str]) -> str:
+    return ", ".join(f"{by_field.get(c, 'NULL::VARCHAR')} AS {c}" for c in CANONICAL_FIELDS)
+
+
+def _validated_file_rows(
+    con: duckdb.DuckDBPyConnection, rows_total: int, rejections: list[Rejection]
+) -> ParsedLeadFile:
+    """The rows of ``file_rows`` (line, the canonical fields, ``blank``) validated, once the
+    tables they were read from are dropped; ``rows_total`` and ``rejections`` count the
+    records of another width."""
+    for table in ("file_lines", "file_parsed"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     rows_total += con.execute("SELECT count(*) FROM file_rows WHERE NOT blank").fetchall()[0][0]
     con.execute(
         "CREATE TEMP VIEW file_candidates AS "
@@ -423,11 +362,150 @@ def _read_lines(
     return ParsedLeadFile(rows_total, accepted, sorted(rejections + row_rejections, key=_by_line))
 
 
-def _quoted_record(width: int) -> str:
-    """A regular expression matching a record of ``width`` well-formed fields, quoted or
-    not; the fields are its groups, quotes included."""
+# DuckDB's reader refuses a record of another width with these; anything else it refuses
+# (a malformed quote) is left to the other readers.
+_WIDTH_ERRORS = ("TOO MANY COLUMNS", "MISSING COLUMNS")
+
+
+def _read_by_duckdb(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    width: int,
+    spans: list[tuple[int, int]],
+    by_field: dict[str, str],
+    newline: str,
+) -> ParsedLeadFile | None:
+    """The records of the file as DuckDB's CSV reader parses them, each on the line csv
+    would give it; None when that reading could differ from csv's.
+
+    DuckDB and csv read well-formed quoted values alike, over several lines too; they part
+    on quotes that do not open or close a value (`` "x"``, ``"x"y``), so every line with
+    quotes must be a record of well-formed values, and each record over several lines
+    (``spans``, from ``file_lines``) must have the values csv reads from its lines. DuckDB
+    skips empty lines, refuses records of another width (their ``line`` counts the lines
+    that begin a record) and gives the others in file order: the n-th is the n-th line that
+    begins a record, is not empty and was not refused.
+    """
+    quoted = con.execute(
+        "SELECT count(*) FROM file_lines WHERE rowid > 0 AND quotes > 0 "
+        "AND rowid NOT IN (SELECT n FROM spanning_lines) "
+        f"AND NOT regexp_full_match(line, '{_well_formed_record()}')"
+    ).fetchall()[0][0]
+    if quoted:
+        return None
+    columns = "{" + ", ".join(f"'f{i}': 'VARCHAR'" for i in range(width)) + "}"
+    try:
+        con.execute(
+            "CREATE TEMP TABLE file_parsed AS SELECT * FROM read_csv($path, header = true, "
+            f"columns = {columns}, delim = ',', quote = '\"', escape = '\"', "
+            "strict_mode = true, auto_detect = false, null_padding = false, "
+            "store_rejects = true, rejects_table = 'file_rejects', "
+            "rejects_scan = 'file_reject_scans', compression = 'none')",
+            # No new_line: the file breaks lines with LF or CRLF throughout (_newline), which
+            # DuckDB tells; given '\\r\\n', DuckDB 1.5 reads no rows at all.
+            {"path": name},
+        )
+    except duckdb.Error:
+        return None
+    refused = con.execute("SELECT line, error_type FROM file_rejects").fetchall()
+    con.execute("DROP TABLE file_rejects")
+    con.execute("DROP TABLE file_reject_scans")
+    if any(error not in _WIDTH_ERRORS for _, error in refused):
+        return None
+    continued = [n for first, last in spans for n in range(first + 1, last + 1)]
+    con.register("continued_lines", pa.table({"n": pa.array(continued, pa.int64())}))
+    con.register(
+        "refused_records", pa.table({"record": pa.array([line for line, _ in refused], pa.int64())})
+    )
+    # The lines that begin a record, numbered as DuckDB's rejects number them.
+    con.execute(
+        "CREATE TEMP TABLE file_starts AS "
+        "SELECT rowid AS n, row_number() OVER (ORDER BY rowid) AS record, "
+        "strlen(line) = 0 AS empty FROM file_lines "
+        "WHERE rowid NOT IN (SELECT n FROM continued_lines)"
+    )
+    con.execute(
+        "CREATE TEMP TABLE file_record_lines AS "
+        "SELECT n, row_number() OVER (ORDER BY n) - 1 AS k FROM file_starts "
+        "WHERE n > 0 AND NOT empty AND record NOT IN (SELECT record FROM refused_records)"
+    )
+    refused_lines = [
+        n
+        for (n,) in con.execute(
+            "SELECT n FROM file_starts WHERE record IN (SELECT record FROM refused_records)"
+        ).fetchall()
+    ]
+    counts = con.execute(
+        "SELECT (SELECT count(*) FROM file_record_lines), (SELECT count(*) FROM file_parsed)"
+    ).fetchall()[0]
+    if counts[0] != counts[1] or len(refused_lines) != len(refused):
+        return None
+
+    # Records over several lines, and the refused ones, as csv reads them.
+    firsts = {first for first, _ in spans}
+    by_csv = _records_by_csv(
+        con.execute(
+            "SELECT rowid, line, rowid IN (SELECT n FROM continued_lines) FROM file_lines "
+            "WHERE rowid IN (SELECT n FROM spanning_lines) OR rowid IN "
+            f"({', '.join(map(str, refused_lines)) or 'NULL'}) ORDER BY rowid"
+        ).fetchall(),
+        newline,
+    )
+    if by_csv is None:
+        return None
+    refused_at = set(refused_lines)
+    rows_total = 0
+    rejections: list[Rejection] = []
+    spanning_values: dict[int, list[str]] = {}
+    for first, values in by_csv:
+        if (first in refused_at) == (len(values) == width):
+            return None  # DuckDB and csv disagree on the record's width
+        if first in refused_at:
+            if values and not all(not value.strip() for value in values):
+                rows_total += 1
+                rejections.append(_wrong_width(first + 1, width, len(values)))
+        elif first in firsts:
+            spanning_values[first] = values
+    if spanning_values:
+        fields = ", ".join(f"p.f{i}" for i in range(width))
+        parsed_spanning = con.execute(
+            f"SELECT s.n, {fields} FROM file_parsed AS p JOIN file_record_lines AS s "
+            f"ON p.rowid = s.k WHERE s.n IN ({', '.join(map(str, spanning_values))})"
+        ).fetchall()
+        # DuckDB reads an empty value as NULL.
+        parsed_values = {n: [v or "" for v in values] for n, *values in parsed_spanning}
+        if parsed_values != spanning_values:
+            return None
+
+    # trim() with a set of characters reads the whole value (10 s for a million records of
+    # sixteen fields): only values that begin or end with whitespace go through it. The set
+    # is a literal: as a parameter, it is not folded into the query and costs as much again.
+    stripped = ", ".join(
+        f"nullif(CASE WHEN regexp_matches(p.f{i}, '^{_WS}|{_WS}$') "
+        f"THEN trim(p.f{i}, '{PY_WHITESPACE}') ELSE p.f{i} END, '') AS v{i}"
+        for i in range(width)
+    )
+    values = ", ".join(f"v{i}" for i in range(width))
+    con.execute(
+        f"""
+        CREATE TEMP TABLE file_rows AS
+        SELECT line, {_canonical_columns(by_field)}, coalesce({values}) IS NULL AS blank
+        FROM (
+            SELECT (s.n + 1)::INTEGER AS line, {stripped}
+            FROM file_parsed AS p JOIN file_record_lines AS s ON p.rowid = s.k
+        )
+        """
+    )
+    for table in ("file_starts", "file_record_lines"):
+        con.execute(f"DROP TABLE {table}")
+    return _validated_file_rows(con, rows_total, rejections)
+
+
+def _well_formed_record() -> str:
+    """A regular expression matching a record of well-formed fields, quoted or not, of any
+    width."""
     field = '"(?:[^"]|"")*"|[^",]*'
-    return ",".join(f"({field})" for _ in range(width))
+    return f"(?:{field})(?:,(?:{field}))*"
 
 
 def _records_by_csv(
