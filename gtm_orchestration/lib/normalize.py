@@ -136,6 +136,7 @@ def _tld_extract() -> tldextract.TLDExtract:
 _HOST = re.compile(r"[\w-]+(?:\.[\w-]+)+")
 
 
+@lru_cache(maxsize=CACHE_SIZE)
 def _registrable_domain(host: str) -> str | None:
     if not _HOST.fullmatch(host):
         return None
