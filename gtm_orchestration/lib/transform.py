@@ -13,6 +13,7 @@ the same rows give the same leads.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable
 from datetime import date, datetime
@@ -408,20 +409,23 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
             [f"coalesce(wd.v, {email_domain})"],
         )
     )
-    for alias, column, rule, fields in (
-        ("rg", "state", _region, [("v", _S)]),
-        ("ph", "phone", _phone, [("v", _S), ("flag", _S)]),
+    # A number with its own international prefix reads the same in every country: such
+    # numbers are looked up once, not once per country they come with.
+    phone_country = "CASE WHEN starts_with(r.phone, '+') THEN NULL ELSE ct.code END"
+    for alias, column, rule, fields, code in (
+        ("rg", "state", _region, [("v", _S)], "ct.code"),
+        ("ph", "phone", _phone, [("v", _S), ("flag", _S)], phone_country),
     ):
         joins.append(
             _lookup(
                 con,
-                f"(SELECT DISTINCT r.{column}, ct.code "
+                f"(SELECT DISTINCT r.{column}, {code} AS code "
                 f"FROM (SELECT DISTINCT {column}, country FROM {raw}) AS r {country})",
                 alias,
                 [column, "code"],
                 rule,
                 fields,
-                [f"r.{column}", "ct.code"],
+                [f"r.{column}", code],
             )
         )
     # Most emails have one row, taken as it is; only the rows of repeated emails are merged.
@@ -487,8 +491,7 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
     # on the distinct values of the few columns they read.
     merged_leads = _packed_table(con)
     con.execute(
-        f"CREATE TABLE {merged_leads} AS "
-        + _merged(rows("ANTI"), rows("SEMI"), [*newest, "flags"])
+        f"CREATE TABLE {merged_leads} AS " + _merged(rows("ANTI"), rows("SEMI"), [*newest, "flags"])
     )
     for table in ("t_repeated", "t_raw"):
         con.execute(f"DROP TABLE {table}")
@@ -536,10 +539,9 @@ def _packed_table(con: duckdb.DuckDBPyConnection) -> str:
 def _pack(con: duckdb.DuckDBPyConnection) -> None:
     """Compress the tables of the compressed in-memory database, which DuckDB does when it
     checkpoints: a million merged leads take a fifth of the memory."""
-    try:
+    # When another thread writes there at this moment, the table is left as it is, larger.
+    with contextlib.suppress(duckdb.TransactionException):
         con.execute(f"CHECKPOINT {_PACKED}")
-    except duckdb.TransactionException:
-        pass  # another thread writes there at this moment: left as it is, only larger
 
 
 def _email_ranges(
