@@ -481,11 +481,20 @@ class PostgresLocation:
 def is_write_conflict(error: duckdb.Error) -> bool:
     """Whether ``error`` is a transaction that lost a write conflict to another connection
     and may simply be tried again: DuckDB's own conflict, or PostgreSQL's serialization
-    failure or deadlock, which DuckDB passes on as a plain error."""
+    failure, deadlock or unique violation (two transactions inserting the same key: the
+    one that waited for the other's commit; tried again, it reads the row the other wrote),
+    which DuckDB passes on as plain errors."""
     if isinstance(error, duckdb.TransactionException):
         return True
     message = str(error)
-    return "could not serialize access" in message or "deadlock detected" in message
+    return any(
+        conflict in message
+        for conflict in (
+            "could not serialize access",
+            "deadlock detected",
+            "duplicate key value violates unique constraint",
+        )
+    )
 
 
 def _postgres_execute(con: duckdb.DuckDBPyConnection, sql: str) -> None:

@@ -106,9 +106,9 @@ def _wait_for(
     daemon: subprocess.Popen,
     log: Path,
 ) -> None:
-    # A guard against a hung deployment, far above what the runs take on a machine that is
-    # not busy with other work.
-    deadline = time.monotonic() + 600
+    # A guard against a hung deployment, far above what the runs take: 6.5-7.5 minutes on a
+    # slow 2-CPU machine with nothing else running, longer beside the rest of the suite.
+    deadline = time.monotonic() + 1500
     while time.monotonic() < deadline:
         assert daemon.poll() is None, log.read_text()[-3000:]
         if done(_pipeline_runs(instance)):
@@ -149,6 +149,7 @@ def _most_at_once(intervals: list[tuple[float, float]]) -> int:
     return most
 
 
+@pytest.mark.timeout(1800)
 def test_concurrent_file_drops_and_form_batches_on_a_postgres_instance(
     settings: Settings,
     crm: Crm,
