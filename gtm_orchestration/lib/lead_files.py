@@ -221,7 +221,7 @@ def parse_lead_csv(text: str | Iterable[str], source: Source, path: object) -> P
         except csv.Error as exc:
             raise FileRejected(f"{path}: line {reader.line_num}: malformed CSV ({exc})") from None
         line = reader.line_num
-        if not record or all(not value.strip() for value in record):
+        if _blank(record):
             continue  # blank lines are not rows
         rows_total += 1
         if len(record) != len(headers):
@@ -241,6 +241,11 @@ def parse_lead_csv(text: str | Iterable[str], source: Source, path: object) -> P
     )
     accepted, row_rejections = validate_lead_rows(table)
     return ParsedLeadFile(rows_total, accepted, sorted(rejections + row_rejections, key=_by_line))
+
+
+def _blank(values: list[str]) -> bool:
+    """Whether a record read by csv is blank (no values, or only whitespace): not a row."""
+    return all(not value.strip() for value in values)
 
 
 def _by_line(rejection: Rejection) -> int:
@@ -337,29 +342,6 @@ def _read_lines(
     width = len(headers)
     by_field = {canonical: f"v{index}" for index, canonical in check.columns.items()}
     return _read_by_duckdb(con, name, width, spans, by_field, newline)
-
-
-def _canonical_columns(by_field: dict[str, str]) -> str:
-    return ", ".join(f"{by_field.get(c, 'NULL::VARCHAR')} AS {c}" for c in CANONICAL_FIELDS)
-
-
-def _validated_file_rows(
-    con: duckdb.DuckDBPyConnection, rows_total: int, rejections: list[Rejection]
-) -> ParsedLeadFile:
-    """The rows of ``file_rows`` (line, the canonical fields, ``blank``) validated, once the
-    tables they were read from are dropped; ``rows_total`` and ``rejections`` count the
-    records of another width."""
-    for table in ("file_lines", "file_parsed"):
-        con.execute(f"DROP TABLE IF EXISTS {table}")
-    rows_total += con.execute("SELECT count(*) FROM file_rows WHERE NOT blank").fetchall()[0][0]
-    con.execute(
-        "CREATE TEMP VIEW file_candidates AS "
-        "SELECT * EXCLUDE (blank) FROM file_rows WHERE NOT blank"
-    )
-    accepted, row_rejections = validate_relation(
-        con, "file_candidates", ["line", *CANONICAL_FIELDS]
-    )
-    return ParsedLeadFile(rows_total, accepted, sorted(rejections + row_rejections, key=_by_line))
 
 
 # DuckDB's reader refuses a record of another width with these; anything else it refuses
@@ -461,7 +443,7 @@ def _read_by_duckdb(
         if (first in refused_at) == (len(values) == width):
             return None  # DuckDB and csv disagree on the record's width
         if first in refused_at:
-            if values and not all(not value.strip() for value in values):
+            if not _blank(values):
                 rows_total += 1
                 rejections.append(_wrong_width(first + 1, width, len(values)))
         elif first in firsts:
@@ -485,20 +467,30 @@ def _read_by_duckdb(
         f"THEN trim(p.f{i}, '{PY_WHITESPACE}') ELSE p.f{i} END, '') AS v{i}"
         for i in range(width)
     )
+    canonical = ", ".join(f"{by_field.get(c, 'NULL::VARCHAR')} AS {c}" for c in CANONICAL_FIELDS)
     values = ", ".join(f"v{i}" for i in range(width))
     con.execute(
         f"""
         CREATE TEMP TABLE file_rows AS
-        SELECT line, {_canonical_columns(by_field)}, coalesce({values}) IS NULL AS blank
+        SELECT line, {canonical}, coalesce({values}) IS NULL AS blank
         FROM (
             SELECT (s.n + 1)::INTEGER AS line, {stripped}
             FROM file_parsed AS p JOIN file_record_lines AS s ON p.rowid = s.k
         )
         """
     )
-    for table in ("file_starts", "file_record_lines"):
+    # What the rows were read from goes before they are validated.
+    for table in ("file_lines", "file_parsed", "file_starts", "file_record_lines"):
         con.execute(f"DROP TABLE {table}")
-    return _validated_file_rows(con, rows_total, rejections)
+    rows_total += con.execute("SELECT count(*) FROM file_rows WHERE NOT blank").fetchall()[0][0]
+    con.execute(
+        "CREATE TEMP VIEW file_candidates AS "
+        "SELECT * EXCLUDE (blank) FROM file_rows WHERE NOT blank"
+    )
+    accepted, row_rejections = validate_relation(
+        con, "file_candidates", ["line", *CANONICAL_FIELDS]
+    )
+    return ParsedLeadFile(rows_total, accepted, sorted(rejections + row_rejections, key=_by_line))
 
 
 def _well_formed_record() -> str:

@@ -331,6 +331,8 @@ def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[
     ``(leads, companies)``: one lead per normalized email (the newest non-empty value of
     each field wins) and one company per domain, columns LEAD_COLUMNS / COMPANY_COLUMNS.
     """
+    # A table of DuckDB's own, not the relation as given: DuckDB 1.5 estimates one row for
+    # an Arrow scan and would build its hash joins on the million raw rows, not the lookups.
     raw = "t_raw"
     con.execute(f"CREATE OR REPLACE TEMP TABLE t_raw AS FROM {raw_relation}")
     # A plain address (see email_identity) is its own normalized form and identity.

@@ -33,6 +33,12 @@ READ_IN_BATCH = {
         '"  ",""," "\nB@C.COM ,"  y  ",\t\n'
     ),
     "ragged rows": 'Email,Company\na@b.com\na@b.com,x,y\n"a@b.com","x","y"\nq@r.com,"a,b"\n',
+    "a row too wide after values over several lines": (
+        'Email,Company\na@b.com,"Acme\nWest"\n\nb@c.com,x,y\nc@d.com,z\n'
+    ),
+    "a record over several lines of another width": (
+        'Email,Company\na@b.com,"x\n\ny",z\nc@d.com,"w\nv"\n'
+    ),
     "no final line break": "Email,Company\na@b.com,x",
     "header only": "Email,Company\n",
     "bad rows": (
@@ -46,6 +52,8 @@ READ_IN_BATCH = {
 LEFT_TO_CSV = {
     "text after a closing quote": 'Email,Company\na@b.com,"x"y\n',
     "quote inside a value": 'Email,Company\na@b.com,x"y\nc@d.com,z\n',
+    # DuckDB's reader would take the quotes off (x); csv keeps them (' "x"').
+    "whitespace before a quoted value": 'Email,Company\na@b.com, "x"\nc@d.com,z\n',
     "unbalanced quote": 'Email,Company\na@b.com,"x\n',
     "header over two lines": '"Email","Company\nName"\na@b.com,x\n',
     "lone carriage return": "Email,Company\na@b.com,x\rc@d.com,y\n",
