@@ -15,11 +15,12 @@ import hashlib
 import io
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from upath import UPath
 
 from gtm_orchestration.lib.batch import scratch_connection
@@ -27,7 +28,7 @@ from gtm_orchestration.lib.config import ConfigError
 from gtm_orchestration.lib.landing import LandedItem
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, MappingRegistry, Source
 from gtm_orchestration.lib.storage import as_upath, duckdb_reader, stat_file
-from gtm_orchestration.lib.validation import Rejection, validate_lead_rows, validate_relation
+from gtm_orchestration.lib.validation import Rejection, find_rejections, validate_lead_rows
 from gtm_orchestration.receiver.landing import WebhookBatchError, read_webhook_batch
 
 # Lines longer than this are not a lead list; csv's own limit (128 KiB) errors less clearly.
@@ -469,26 +470,43 @@ def _read_by_duckdb(
     )
     canonical = ", ".join(f"{by_field.get(c, 'NULL::VARCHAR')} AS {c}" for c in CANONICAL_FIELDS)
     values = ", ".join(f"v{i}" for i in range(width))
+    # The k-th row from the k-th record, in file order: from one table, without a join
+    # (whose order DuckDB does not keep), so that the accepted rows need no sort by line.
     con.execute(
         f"""
         CREATE TEMP TABLE file_rows AS
-        SELECT line, {canonical}, coalesce({values}) IS NULL AS blank
-        FROM (
-            SELECT (s.n + 1)::INTEGER AS line, {stripped}
-            FROM file_parsed AS p JOIN file_record_lines AS s ON p.rowid = s.k
-        )
+        SELECT {canonical}, coalesce({values}) IS NULL AS blank, false AS rejected
+        FROM (SELECT {stripped} FROM file_parsed AS p)
         """
+    )
+    record_lines = (
+        con.sql("SELECT (n + 1)::INTEGER AS line FROM file_record_lines ORDER BY k")
+        .to_arrow_table()
+        .column("line")
     )
     # What the rows were read from goes before they are validated.
     for table in ("file_lines", "file_parsed", "file_starts", "file_record_lines"):
         con.execute(f"DROP TABLE {table}")
     rows_total += con.execute("SELECT count(*) FROM file_rows WHERE NOT blank").fetchall()[0][0]
+    # Validated as numbered by record; the rejections get their lines after.
     con.execute(
         "CREATE TEMP VIEW file_candidates AS "
-        "SELECT * EXCLUDE (blank) FROM file_rows WHERE NOT blank"
+        "SELECT rowid AS line, * EXCLUDE (blank, rejected) FROM file_rows WHERE NOT blank"
     )
-    accepted, row_rejections = validate_relation(
-        con, "file_candidates", ["line", *CANONICAL_FIELDS]
+    by_record = find_rejections(con, "file_candidates")
+    con.register(
+        "rejected_records", pa.table({"k": pa.array([r.line for r in by_record], pa.int64())})
+    )
+    con.execute("UPDATE file_rows SET rejected = true WHERE rowid IN (FROM rejected_records)")
+    row_rejections = [replace(r, line=record_lines[r.line].as_py()) for r in by_record]
+    # A scan of one table keeps its order: the accepted rows come by line.
+    kept = con.sql(
+        f"SELECT rowid AS k, {', '.join(CANONICAL_FIELDS)} FROM file_rows "
+        "WHERE NOT (blank OR rejected)"
+    ).to_arrow_table()
+    accepted = pa.table(
+        {"line": pc.take(record_lines, kept.column("k"))}
+        | {f: kept.column(f) for f in CANONICAL_FIELDS}
     )
     return ParsedLeadFile(rows_total, accepted, sorted(rejections + row_rejections, key=_by_line))
 

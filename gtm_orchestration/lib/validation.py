@@ -111,6 +111,20 @@ def validate_relation(
     con: duckdb.DuckDBPyConnection, relation: str, columns: list[str]
 ) -> tuple[pa.Table, list[Rejection]]:
     """``validate_lead_rows`` of the rows of ``relation`` (``columns`` of it are returned)."""
+    rejections = find_rejections(con, relation)
+    lines = pa.array([r.line for r in rejections], pa.int64())
+    con.register("rejected_lines", pa.table({"line": lines}))
+    accepted = con.sql(
+        f"SELECT {', '.join(columns)} FROM {relation} ANTI JOIN rejected_lines USING (line) "
+        "ORDER BY line"
+    ).to_arrow_table()
+    con.unregister("rejected_lines")
+    return accepted, rejections
+
+
+def find_rejections(con: duckdb.DuckDBPyConnection, relation: str) -> list[Rejection]:
+    """Why each row of ``relation`` (``line`` and CANONICAL_FIELDS) that is not to be
+    accepted is rejected, one Rejection per such row, with the row's ``line``."""
     plain = plain_email_sql("email")
     # One pass for both: the other addresses, and the domains of the plain ones.
     con.execute(
@@ -160,12 +174,6 @@ def validate_relation(
         ) WHERE email_error IS NOT NULL OR formula_field IS NOT NULL
         """
     ).to_arrow_table()
-    con.register("rejected_rows", rejected)
-    accepted = con.sql(
-        f"SELECT {', '.join(columns)} FROM {relation} ANTI JOIN rejected_rows USING (line) "
-        "ORDER BY line"
-    ).to_arrow_table()
-    con.unregister("rejected_rows")
 
     rejections = []
     for row in rejected.to_pylist():
@@ -175,4 +183,4 @@ def validate_relation(
             rejections.append(Rejection(row["line"], field, row[field], reason))
         else:
             rejections.append(Rejection(row["line"], "email", row["email"], row["email_error"]))
-    return accepted, rejections
+    return rejections

@@ -122,3 +122,23 @@ def test_a_crlf_split_between_two_blocks_is_still_read_in_batch(tmp_path: Path) 
     assert in_batch is not None
     assert in_batch.rows_total == rows
     assert _outcome(lambda: in_batch) == _outcome(lambda: _by_csv(path))
+
+
+def test_a_file_read_on_several_threads_keeps_its_rows_in_line_order(tmp_path: Path) -> None:
+    # Enough rows for DuckDB to read, strip and filter them in several parts at once, with
+    # what moves a row off its record's position spread through the file: blank lines, a
+    # value over two lines, a row too wide, rows rejected for their address or a formula.
+    lines = ["Email,Company Name,Job Title"]
+    for i in range(400_000):
+        if i % 50_000 == 7:
+            lines.append("")
+        lines.append(f"lead{i}@acme{i % 97}.com,Acme {i % 1000},VP Sales")
+    lines[120_000] = 'multi@acme.com,"Acme\nWest",CMO'
+    lines[200_000] = "wide@acme.com,Acme,CMO,extra"
+    lines[250_000] = "not an address,Acme,CMO"
+    lines[300_000] = "formula@acme.com,=HYPERLINK(1),CMO"
+    path = _write(tmp_path, "\n".join(lines) + "\n")
+    in_batch = _read_in_batch(path, LEADS)
+    assert in_batch is not None
+    assert in_batch.accepted.num_rows == 399_997
+    assert _outcome(lambda: in_batch) == _outcome(lambda: _by_csv(path))
