@@ -347,34 +347,27 @@ def record_transform_metrics(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
     partition_keys: Sequence[str],
+    leads: str,
+    companies: str,
     finished_at: datetime | None = None,
 ) -> dict[str, StageMetrics]:
     """Measure the transform of run ``run_id`` over its days, by asset: ``leads`` (raw rows
-    in, leads out) and ``companies`` (leads in, companies out). Latency runs from landing to
-    the end of the transform, over the rows the same run extracted for the first time; a
-    transform that only re-derives rows extracted before has no latency samples. Appends
-    both rows to ``gtm.stage_metrics`` and returns them."""
+    in, leads out) and ``companies`` (leads in, companies out), the relations of the leads
+    and companies it derived for those days. Latency runs from landing to the end of the
+    transform, over the rows the same run extracted for the first time; a transform that
+    only re-derives rows extracted before has no latency samples. Appends both rows to
+    ``gtm.stage_metrics`` and returns them."""
     finished_at = finished_at or datetime.now(UTC)
     partition = partition_label(partition_keys)
     days = list(partition_keys)
     con.execute(_RUN_LEAD_ROWS, [run_id])
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE metrics_day_leads AS "
-        "SELECT * FROM gtm.leads WHERE list_contains(?, CAST(partition_date AS VARCHAR))",
-        [days],
-    )
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE metrics_day_companies AS "
-        "SELECT * FROM gtm.companies WHERE list_contains(?, CAST(partition_date AS VARCHAR))",
-        [days],
-    )
     rows_in = con.execute(
         "SELECT count(*) FROM raw.current_lead_rows "
         "WHERE list_contains(?, CAST(partition_date AS VARCHAR))",
         [days],
     ).fetchone()[0]
-    leads = con.execute("SELECT count(*) FROM metrics_day_leads").fetchone()[0]
-    companies = con.execute("SELECT count(*) FROM metrics_day_companies").fetchone()[0]
+    lead_count = con.execute(f"SELECT count(*) FROM {leads}").fetchone()[0]
+    company_count = con.execute(f"SELECT count(*) FROM {companies}").fetchone()[0]
     con.execute(
         "CREATE OR REPLACE TEMP TABLE metrics_transform_landed AS "
         "SELECT landed_at FROM metrics_run_lead_rows "
@@ -389,8 +382,8 @@ def record_transform_metrics(
             asset="leads",
             partition_key=partition,
             records_in=int(rows_in),
-            records_out=int(leads),
-            records="metrics_day_leads",
+            records_out=int(lead_count),
+            records=leads,
             fields=LEAD_FIELDS,
             landed="metrics_transform_landed",
             finished_at=finished_at,
@@ -401,9 +394,9 @@ def record_transform_metrics(
             stage=TRANSFORM,
             asset="companies",
             partition_key=partition,
-            records_in=int(leads),
-            records_out=int(companies),
-            records="metrics_day_companies",
+            records_in=int(lead_count),
+            records_out=int(company_count),
+            records=companies,
             fields=COMPANY_FIELDS,
             landed="metrics_transform_landed",
             finished_at=finished_at,

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import dagster as dg
+import pyarrow as pa
 
 from gtm_orchestration.defs.observability import (
     DAILY_FRESHNESS,
@@ -130,6 +131,7 @@ def transformed_leads(
     (``gtm.stage_metrics``) and check them."""
     outcomes: dict[str, list[quality.QualityResult]] = defaultdict(list)
     counts: Counter[str] = Counter()
+    derived: dict[str, list[pa.Table]] = defaultdict(list)
     with warehouse.connect() as con, enrichment.client() as client:
         for day in context.partition_keys:
             con.execute(
@@ -146,6 +148,8 @@ def transformed_leads(
             replace_partition(con, "gtm.companies", companies, day)
             con.register("day_leads", leads)
             con.register("day_companies", companies)
+            derived["leads"].append(leads)
+            derived["companies"].append(companies)
             for name, check in LEAD_CHECKS.items():
                 outcomes[name].append(check(con, "day_leads"))
             for name, check in COMPANY_CHECKS.items():
@@ -159,7 +163,12 @@ def transformed_leads(
             counts["unclassified_titles"] += con.execute(
                 "SELECT count(*) FROM day_leads WHERE function = 'other'"
             ).fetchone()[0]
-        measured = record_transform_metrics(con, context.run.run_id, context.partition_keys)
+        # Measured on what the run derived, not read back from the warehouse.
+        for name, tables in derived.items():
+            con.register(f"run_{name}", pa.concat_tables(tables))
+        measured = record_transform_metrics(
+            con, context.run.run_id, context.partition_keys, "run_leads", "run_companies"
+        )
     counts["merged_duplicates"] = counts["rows_in"] - counts["leads"]
     lead_metadata = (
         "rows_in",
