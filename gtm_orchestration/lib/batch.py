@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,8 +26,31 @@ def scratch_connection() -> duckdb.DuckDBPyConnection:
     global _scratch
     with _scratch_lock:
         if _scratch is None:
+            _return_freed_memory()
             _scratch = duckdb.connect()
         return _scratch.cursor()
+
+
+# glibc's mallopt parameter for the free memory its heaps keep before giving it back.
+_M_TRIM_THRESHOLD = -1
+
+
+def _return_freed_memory() -> None:
+    """Have the C library give memory back to the system as soon as it is freed.
+
+    A batch frees its DuckDB tables in blocks of 256 KiB, which glibc keeps in its heaps
+    for reuse up to a threshold that grows with the largest block freed: after reading a
+    million-row file the process held some 700 MB it no longer used, beside what the
+    transform went on to allocate. A threshold of 0 lowers the peak of bench/transform.py
+    by about 220 MB, at no cost in time it measures. Linux (glibc) only; elsewhere nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_TRIM_THRESHOLD, 0)
 
 
 def distinct_lookup(
