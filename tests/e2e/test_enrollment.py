@@ -166,6 +166,35 @@ def start_enrollment_process(go: Path) -> subprocess.Popen[str]:
     )
 
 
+def start_a_claimed_release(
+    settings: Settings, crm: Crm, tmp_path: Path, sequencer_latency_ms: int
+) -> subprocess.Popen[str]:
+    """A release process that has claimed the lead's enrollment and is in its call to the
+    sequencer, which answers after ``sequencer_latency_ms``."""
+    faults = {"latency_ms": sequencer_latency_ms}
+    crm.http.post("/__sandbox/faults", json=faults).raise_for_status()
+    go = tmp_path / "go"
+    go.touch()
+    process = start_enrollment_process(go)
+    try:
+        wait_for(
+            lambda: (
+                read_warehouse(settings, "SELECT status FROM gtm.sequence_enrollments")
+                == [("sending",)]
+            ),
+            "the enrollment to be claimed",
+        )
+    except BaseException:
+        kill(process)
+        raise
+    return process
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 @pytest.fixture
 def no_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GTM_ENROLLMENT_QUALITY_WINDOW_MINUTES", "0")
@@ -260,21 +289,7 @@ def test_a_release_killed_between_claim_and_call_is_enrolled_once_by_the_rerun(
     with pipeline_instance() as instance:
         assert run_pipeline(instance, UP_TO_LEADS).success
         # Every sequencer call now hangs, so the process stops right after its claim.
-        crm.http.post("/__sandbox/faults", json={"latency_ms": 2500}).raise_for_status()
-        go = tmp_path / "go"
-        go.touch()
-        process = start_enrollment_process(go)
-        try:
-            wait_for(
-                lambda: (
-                    read_warehouse(settings, "SELECT status FROM gtm.sequence_enrollments")
-                    == [("sending",)]
-                ),
-                "the claim",
-            )
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+        kill(start_a_claimed_release(settings, crm, tmp_path, sequencer_latency_ms=2500))
         crm.http.post("/__sandbox/faults", json={}).raise_for_status()
         assert sequencer_posts(crm) == {}
 
@@ -293,19 +308,9 @@ def test_a_release_killed_after_the_sequencer_took_it_is_not_sent_again(
     drop_file(settings, "leads", "webinar.csv", leads_file())
     with pipeline_instance() as instance:
         assert run_pipeline(instance, UP_TO_LEADS).success
-        crm.http.post("/__sandbox/faults", json={"latency_ms": 1000}).raise_for_status()
-        go = tmp_path / "go"
-        go.touch()
-        process = start_enrollment_process(go)
+        process = start_a_claimed_release(settings, crm, tmp_path, sequencer_latency_ms=1000)
         try:
             # Once it has claimed, hold the warehouse so that it cannot record the outcome.
-            wait_for(
-                lambda: (
-                    read_warehouse(settings, "SELECT status FROM gtm.sequence_enrollments")
-                    == [("sending",)]
-                ),
-                "the enrollment to be claimed",
-            )
             release_warehouse = hold_enrollments(settings)
             crm.http.post("/__sandbox/faults", json={}).raise_for_status()
             wait_for(
@@ -313,8 +318,7 @@ def test_a_release_killed_after_the_sequencer_took_it_is_not_sent_again(
                 "the enrollment to reach the sequencer",
             )
         finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+            kill(process)
         release_warehouse()
         assert read_warehouse(settings, "SELECT status FROM gtm.sequence_enrollments") == [
             ("sending",)
