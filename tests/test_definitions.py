@@ -9,6 +9,7 @@ import sys
 import dagster as dg
 
 from gtm_orchestration.definitions import defs as pipeline_defs
+from gtm_orchestration.defs.extract.sensors import blocking_checks
 from gtm_orchestration.defs.partitions import landing_day, nightly_day
 from gtm_orchestration.lib.mapping import load_registry
 from gtm_orchestration.warehouse_definitions import defs as warehouse_defs
@@ -128,6 +129,10 @@ def test_checks_guard_the_crm_load() -> None:
     }
     blocking = {k for k, spec in checks.items() if spec.blocking}
     assert blocking >= EXPECTED_BLOCKING_CHECKS
+    # The real-time path keeps the blocking checks of the pipeline's assets, as declared.
+    repository = pipeline_defs.get_repository_def()
+    kept = {(k.asset_key.to_user_string(), k.name) for k in blocking_checks(repository)}
+    assert kept == EXPECTED_BLOCKING_CHECKS
     # dbt tests come in as checks on the marts.
     assert ("dim_leads", "unique_dim_leads_email") in checks
     assert ("dim_companies", "unique_dim_companies_domain") in checks

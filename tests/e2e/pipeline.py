@@ -21,7 +21,9 @@ def sensor_runs(instance: dg.DagsterInstance, cursor: str | None = None) -> tupl
 def webhook_runs(instance: dg.DagsterInstance, cursor: str | None = None) -> str | None:
     """Evaluate the webhook sensor and launch what it asks for; returns the new cursor."""
     sensor = defs.resolve_sensor_def("webhook_batch_sensor")
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources=RESOURCES, definitions=defs
+    )
     result = sensor(context)
     if isinstance(result, dg.SkipReason):
         return cursor

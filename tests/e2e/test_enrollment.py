@@ -265,7 +265,7 @@ def test_five_deliveries_of_one_form_fill_at_once_enroll_once_through_the_sensor
         cursor, runs = None, 0
         while True:
             with dg.build_sensor_context(
-                instance=instance, cursor=cursor, resources=RESOURCES
+                instance=instance, cursor=cursor, resources=RESOURCES, definitions=defs
             ) as context:
                 result = sensor(context)
             if isinstance(result, dg.SkipReason):

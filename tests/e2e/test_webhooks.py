@@ -14,7 +14,11 @@ import httpx
 import pytest
 
 from gtm_orchestration.definitions import defs
-from gtm_orchestration.defs.extract.sensors import WARNING_CHECKS_EVERY_S, landed_run_requests
+from gtm_orchestration.defs.extract.sensors import (
+    WARNING_CHECKS_EVERY_S,
+    blocking_checks,
+    landed_run_requests,
+)
 from gtm_orchestration.defs.resources import RESOURCES
 from gtm_orchestration.lib.engagement import score_engagement
 from gtm_orchestration.lib.landing import scan_lead_webhook_batches
@@ -156,7 +160,9 @@ def test_form_runs_carry_the_warning_checks_once_in_ten_minutes(
         for n in (1, 2):
             form = {"event_id": f"f-{n}", "email": f"lead{n}@hooli.com", "first_name": "Jo"}
             assert post(receiver, "/webhooks/forms/leads", form).status_code == 200
-            context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=RESOURCES)
+            context = dg.build_sensor_context(
+                instance=instance, cursor=cursor, resources=RESOURCES, definitions=defs
+            )
             result = sensor(context)
             cursor = result.cursor
             (request,) = result.run_requests
@@ -178,7 +184,12 @@ def test_form_runs_carry_the_warning_checks_once_in_ten_minutes(
         (checked_at + WARNING_CHECKS_EVERY_S, True),
     ):
         (request,), _ = landed_run_requests(
-            [item], earlier, "webhook", warning_checks_every_s=WARNING_CHECKS_EVERY_S, now=now
+            [item],
+            earlier,
+            "webhook",
+            warning_checks_every_s=WARNING_CHECKS_EVERY_S,
+            blocking=blocking_checks(defs.get_repository_def()),
+            now=now,
         )
         assert (request.asset_check_keys is None) == carried
 

@@ -4,15 +4,14 @@ import hashlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 
-from gtm_orchestration.defs.extract.assets import CHECKS as EXTRACT_CHECKS
 from gtm_orchestration.defs.jobs import lead_pipeline_job
 from gtm_orchestration.defs.load.destinations import crm_destination, crm_load_assets
 from gtm_orchestration.defs.resources import LandingZoneResource
-from gtm_orchestration.defs.transform.assets import CHECKS as TRANSFORM_CHECKS
 from gtm_orchestration.lib.landing import (
     OBJECT_STORE_LATE_BATCHES,
     OBJECT_STORE_LATE_DROPS,
@@ -92,12 +91,18 @@ _EXTRACT_ASSETS = (
 # them), which keeps a form fill's run short. gtm.stage_metrics still measures every run,
 # and the error-rate and latency alerts read those.
 WARNING_CHECKS_EVERY_S = 600.0
-_BLOCKING_CHECKS = [spec.key for spec in (*EXTRACT_CHECKS, *TRANSFORM_CHECKS) if spec.blocking]
 
 
-def blocking_checks_of(assets: list[dg.AssetKey] | None) -> list[dg.AssetCheckKey]:
-    """The blocking checks of ``assets`` (None: of every asset)."""
-    return [k for k in _BLOCKING_CHECKS if assets is None or k.asset_key in assets]
+def blocking_checks(repository: dg.RepositoryDefinition) -> list[dg.AssetCheckKey]:
+    """The blocking checks of the pipeline job's assets, as the definitions declare them."""
+    graph = repository.asset_graph
+    job_assets = repository.get_job(lead_pipeline_job.name).asset_layer.selected_asset_keys
+    keys = [
+        key
+        for key in graph.asset_check_keys
+        if key.asset_key in job_assets and graph.get_check_spec(key).blocking
+    ]
+    return sorted(keys, key=lambda key: (key.asset_key.to_user_string(), key.name))
 
 
 def assets_for(items: list[LandedItem]) -> list[dg.AssetKey] | None:
@@ -117,6 +122,7 @@ def landed_run_requests(
     *,
     late_ns: int = 0,
     warning_checks_every_s: float | None = None,
+    blocking: Sequence[dg.AssetCheckKey] | None = None,
     now: float | None = None,
 ) -> tuple[list[dg.RunRequest], str | None]:
     """One run request per landing day with new items, and the advanced cursor; ``late_ns``
@@ -125,13 +131,14 @@ def landed_run_requests(
 
     With ``warning_checks_every_s``, the runs carry the warning-level checks only if the
     last runs that did were requested at least that long ago (kept in the cursor);
-    otherwise only the blocking checks."""
+    otherwise only the ``blocking`` checks (``blocking_checks``) of their assets. Without
+    ``blocking``, which checks block is not known, and every run carries every check."""
     new = _new_items(items, cursor, late_ns)
     if not new:
         return [], cursor
     checks_at: float | None = None
     all_checks = True
-    if warning_checks_every_s is not None:
+    if warning_checks_every_s is not None and blocking is not None:
         now = time.time() if now is None else now
         checks_at = json.loads(cursor).get("warning_checks_at") if cursor else None
         all_checks = checks_at is None or now - checks_at >= warning_checks_every_s
@@ -145,13 +152,16 @@ def landed_run_requests(
         identity = "\n".join(f"{i.path}:{i.mtime_ns}:{i.size_bytes}" for i in day_items)
         names = ", ".join(f"{i.source}/{i.path.name}" for i in day_items)
         assets = assets_for(day_items)
+        checks = None  # every check of the assets
+        if not all_checks and blocking is not None:
+            checks = [k for k in blocking if assets is None or k.asset_key in assets]
         requests.append(
             dg.RunRequest(
                 run_key=f"{trigger}:{hashlib.sha256(identity.encode()).hexdigest()[:20]}",
                 partition_key=day,
                 tags={"gtm/trigger": trigger, "gtm/landed": names[:1000]},
                 asset_selection=assets,
-                asset_check_keys=None if all_checks else blocking_checks_of(assets),
+                asset_check_keys=checks,
             )
         )
     return requests, _advance(new, cursor, late_ns, checks_at)
@@ -189,12 +199,14 @@ def webhook_batch_sensor(
     landing_dir = landing.landing_dir
     batches = scan_lead_webhook_batches(landing_dir, since_day=cursor_day(context.cursor))
     late_ns = late_listing_ns(landing_dir, OBJECT_STORE_LATE_BATCHES)
+    repository = context.repository_def
     requests, cursor = landed_run_requests(
         batches,
         context.cursor,
         "webhook",
         late_ns=late_ns,
         warning_checks_every_s=WARNING_CHECKS_EVERY_S,
+        blocking=blocking_checks(repository) if repository else None,
     )
     if not requests:
         return dg.SkipReason(f"no new form or engagement batches in {landing_dir}")
