@@ -38,6 +38,7 @@ Tables written by the pipeline (all append-only except the current-state ones, m
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from collections.abc import Iterator
@@ -295,6 +296,12 @@ POSTGRES_CATALOG = "warehouse"
 # processes starting at once do not race on CREATE SCHEMA / CREATE TABLE IF NOT EXISTS.
 _DDL_LOCK_KEY = 7_461_826_330_128_577_001
 _DDL_TRIES = 3
+# Which DDL made a PostgreSQL warehouse's tables, recorded with them: a process that finds
+# its own DDL there has nothing to make. Running it again anyway would take an exclusive
+# lock on every table it alters and on the view it replaces, and wait there for the
+# queries of running steps, which may wait in turn for a table it already holds.
+_DDL_MARK = hashlib.sha256("\n".join(DDL).encode()).hexdigest()[:16]
+_DDL_MARK_TABLE = "gtm.warehouse_ddl"
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
@@ -438,6 +445,8 @@ class Warehouse:
             for statement in DDL:
                 con.execute(statement)
             return
+        if _made_by_this_ddl(con):
+            return
         # One transaction under an advisory lock, so that processes starting at once create
         # the tables one after the other and a failure leaves nothing half made. A process
         # that waited for the lock reads the catalog as it was before it waited, and may
@@ -451,6 +460,11 @@ class Warehouse:
                         _postgres_execute(con, statement)
                     else:
                         con.execute(statement)
+                _postgres_execute(
+                    con, f"CREATE TABLE IF NOT EXISTS {_DDL_MARK_TABLE} (ddl_sha256 TEXT NOT NULL)"
+                )
+                _postgres_execute(con, f"DELETE FROM {_DDL_MARK_TABLE}")
+                _postgres_execute(con, f"INSERT INTO {_DDL_MARK_TABLE} VALUES ('{_DDL_MARK}')")
                 con.execute("COMMIT")
             except duckdb.Error:
                 # A failed COMMIT has already rolled back.
@@ -495,6 +509,19 @@ def is_write_conflict(error: duckdb.Error) -> bool:
             "duplicate key value violates unique constraint",
         )
     )
+
+
+def _made_by_this_ddl(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the attached PostgreSQL warehouse's tables were made by this DDL (its mark
+    says so); read without a lock on any of them."""
+    query = f"SELECT ddl_sha256 FROM {_DDL_MARK_TABLE}"
+    try:
+        marks = con.execute(
+            f"SELECT * FROM postgres_query({_literal(POSTGRES_CATALOG)}, {_literal(query)})"
+        ).fetchall()
+    except duckdb.Error:  # no mark: a new warehouse, or one made before marks
+        return False
+    return marks == [(_DDL_MARK,)]
 
 
 def _postgres_execute(con: duckdb.DuckDBPyConnection, sql: str) -> None:

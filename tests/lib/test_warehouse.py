@@ -1,5 +1,6 @@
-"""The warehouse on DuckDB and on PostgreSQL (each test runs on both): its tables, the view
-of each file's newest rows, dead-letter ids, processes opening it at once, and a wrong URL."""
+"""The warehouse on DuckDB and on PostgreSQL (each test runs on both, but one about
+PostgreSQL's locks): its tables, the view of each file's newest rows, dead-letter ids,
+processes opening it at once, and a wrong URL."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import sys
 from datetime import UTC, date, datetime
 
+import psycopg2
 import pytest
 
 from gtm_orchestration.defs.warehouse.dbt import dbt_environment
@@ -97,6 +99,32 @@ def test_processes_opening_a_new_warehouse_at_once_all_find_its_tables(
     assert [(p.returncode, out) for p, (out, _) in zip(processes, outcomes, strict=True)] == [
         (0, "0\n")
     ] * 3, [err for _, err in outcomes]
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_process_opening_a_made_warehouse_does_not_wait_for_running_queries(
+    warehouse_url: str,
+) -> None:
+    # A step's query holds its lock on the view until it ends; a process starting then (the
+    # next step of a run) must not wait to replace what is already there.
+    with Warehouse(warehouse_url).connect():
+        pass
+    reader = psycopg2.connect(warehouse_url)
+    try:
+        with reader.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM raw.current_lead_rows")
+        code = (
+            "import sys\n"
+            "from gtm_orchestration.lib.warehouse import Warehouse\n"
+            "with Warehouse(sys.argv[1]).connect() as con:\n"
+            "    print(con.execute('SELECT count(*) FROM raw.lead_rows').fetchone()[0])\n"
+        )
+        opened = subprocess.run(
+            [sys.executable, "-c", code, warehouse_url], capture_output=True, text=True, timeout=60
+        )
+    finally:
+        reader.close()
+    assert (opened.returncode, opened.stdout) == (0, "0\n"), opened.stderr
 
 
 def test_an_unreachable_postgres_names_host_and_database_but_not_the_password() -> None:
