@@ -494,11 +494,11 @@ def _read_by_duckdb(
         "SELECT rowid AS line, * EXCLUDE (blank, rejected) FROM file_rows WHERE NOT blank"
     )
     by_record = find_rejections(con, "file_candidates")
-    con.register(
-        "rejected_records", pa.table({"k": pa.array([r.line for r in by_record], pa.int64())})
-    )
+    rejected = pa.array([r.line for r in by_record], pa.int64())
+    con.register("rejected_records", pa.table({"k": rejected}))
     con.execute("UPDATE file_rows SET rejected = true WHERE rowid IN (FROM rejected_records)")
-    row_rejections = [replace(r, line=record_lines[r.line].as_py()) for r in by_record]
+    lines = pc.take(record_lines, rejected).to_pylist()
+    row_rejections = [replace(r, line=line) for r, line in zip(by_record, lines, strict=True)]
     # A scan of one table keeps its order: the accepted rows come by line.
     kept = con.sql(
         f"SELECT rowid AS k, {', '.join(CANONICAL_FIELDS)} FROM file_rows "

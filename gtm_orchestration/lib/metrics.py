@@ -347,25 +347,21 @@ def record_transform_metrics(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
     partition_keys: Sequence[str],
+    rows_in: int,
     leads: str,
     companies: str,
     finished_at: datetime | None = None,
 ) -> dict[str, StageMetrics]:
-    """Measure the transform of run ``run_id`` over its days, by asset: ``leads`` (raw rows
-    in, leads out) and ``companies`` (leads in, companies out), the relations of the leads
-    and companies it derived for those days. Latency runs from landing to the end of the
-    transform, over the rows the same run extracted for the first time; a transform that
-    only re-derives rows extracted before has no latency samples. Appends both rows to
-    ``gtm.stage_metrics`` and returns them."""
+    """Measure the transform of run ``run_id`` over its days, by asset: ``leads`` (the
+    ``rows_in`` raw rows in, leads out) and ``companies`` (leads in, companies out), the
+    relations of the leads and companies it derived for those days. Latency runs from
+    landing to the end of the transform, over the rows the same run extracted for the first
+    time; a transform that only re-derives rows extracted before has no latency samples.
+    Appends both rows to ``gtm.stage_metrics`` and returns them."""
     finished_at = finished_at or datetime.now(UTC)
     partition = partition_label(partition_keys)
     days = list(partition_keys)
     con.execute(_RUN_LEAD_ROWS, [run_id])
-    rows_in = con.execute(
-        "SELECT count(*) FROM raw.current_lead_rows "
-        "WHERE list_contains(?, CAST(partition_date AS VARCHAR))",
-        [days],
-    ).fetchone()[0]
     lead_count = con.execute(f"SELECT count(*) FROM {leads}").fetchone()[0]
     company_count = con.execute(f"SELECT count(*) FROM {companies}").fetchone()[0]
     con.execute(

@@ -167,7 +167,12 @@ def transformed_leads(
         for name, tables in derived.items():
             con.register(f"run_{name}", pa.concat_tables(tables))
         measured = record_transform_metrics(
-            con, context.run.run_id, context.partition_keys, "run_leads", "run_companies"
+            con,
+            context.run.run_id,
+            context.partition_keys,
+            counts["rows_in"],
+            "run_leads",
+            "run_companies",
         )
     counts["merged_duplicates"] = counts["rows_in"] - counts["leads"]
     lead_metadata = (
