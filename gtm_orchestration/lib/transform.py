@@ -1,27 +1,34 @@
 """The transform stage: canonical raw rows -> normalized, classified, scored, routed leads.
 
-Everything runs over a whole batch in DuckDB. Rules that need Python (dictionaries, title
-classification, phone parsing) run once per distinct input value through
-``distinct_lookup`` and are joined back, so a batch of a million rows with ten thousand
-distinct titles classifies ten thousand titles. What SQL decides as the rule does stays in
-SQL: plain e-mail addresses in lower case, the round robin's deal of owners. The rules that
-read a whole lead (fit score, route) run once per combination of the values they tell
-apart, a million leads of five thousand companies taking a few thousand calls. The same
-function serves file drops, form webhooks, dry runs and backfills, and is deterministic:
-the same rows give the same leads.
+A batch is held as columns of codes: each column of the raw rows is encoded as its distinct
+values and each row's index into them (``_Column``), and a rule that needs Python
+(dictionaries, title classification, phone parsing) runs once per distinct value, or per
+distinct combination of the values it reads, keeping the codes of its inputs. A batch of a
+million rows with ten thousand distinct titles classifies ten thousand titles, and a row's
+values are only looked up once, when the leads are laid out in the order of their
+identities. What SQL decides as the rule does stays in SQL and runs on all threads: plain
+e-mail addresses, the merge of the few rows of one person, the round robin's deal of owners.
+The rules that read a whole lead (fit score, route) run once per combination of the values
+they tell apart, a million leads of five thousand companies taking a few thousand calls.
+The same function serves file drops, form webhooks, dry runs and backfills, and is
+deterministic: the same rows give the same leads, in the same order.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gtm_orchestration.lib.batch import distinct_lookup, join_on
 from gtm_orchestration.lib.config import ConfigError
@@ -132,8 +139,6 @@ COMPANY_COLUMNS = (
 
 _S = pa.string()
 _tables = itertools.count()
-# Leads sorted by email at a time (see transform_leads).
-_SORTED_AT_ONCE = 250_000
 
 
 def _email(raw: str | None) -> tuple[str | None, str | None]:
@@ -324,267 +329,392 @@ def _lookup(
     return f"LEFT JOIN {name} AS {alias} ON {on}"
 
 
+@dataclass(frozen=True)
+class _Column:
+    """A column of a batch as indices into its values: row ``i`` holds
+    ``values[codes[i]]``. Values a rule derives from another column's values keep that
+    column's codes, so a rule over a million rows of ten thousand distinct values builds ten
+    thousand values, and a row's value is only looked up when the leads are laid out."""
+
+    values: pa.Array
+    codes: np.ndarray
+
+    def take(self, rows: np.ndarray) -> pa.Array:
+        """The values of ``rows``."""
+        return self.values.take(pa.array(self.codes[rows]))
+
+    def of_rows(self, rows: np.ndarray) -> _Column:
+        """This column for ``rows`` alone, in their order."""
+        return _Column(self.values, self.codes[rows])
+
+
+def _encoded(array: pa.Array | pa.ChunkedArray) -> _Column:
+    """``array`` as its distinct values (a null last) and each row's index into them."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    encoded = pc.dictionary_encode(array)
+    values = encoded.dictionary
+    codes = pc.fill_null(encoded.indices, len(values)).to_numpy(zero_copy_only=False)
+    nulls = pa.nulls(1, values.type)
+    return _Column(pa.concat_arrays([values, nulls]), codes.astype(np.int64))
+
+
+def _as_is(array: pa.Array | pa.ChunkedArray) -> _Column:
+    """``array`` as a column of its own values, row by row."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return _Column(array, np.arange(len(array), dtype=np.int64))
+
+
+def _first_rows(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of ``key`` as each row's index among them, in the order they
+    first come, and the first row of each."""
+    encoded = pc.dictionary_encode(pa.array(key))
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    first = np.empty(len(encoded.dictionary), dtype=np.int64)
+    # Assigned from the last row to the first: the first row of each value writes last.
+    first[codes[::-1]] = np.arange(len(codes) - 1, -1, -1)
+    return codes, first
+
+
+# A combination key grows by a factor of each column's distinct values; it is renumbered
+# before it could pass this bound.
+_KEY_BOUND = 1 << 62
+
+
+def _combinations(columns: list[_Column]) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's index among the distinct combinations of ``columns``' values and the
+    first row of each combination."""
+    key = np.zeros(len(columns[0].codes), dtype=np.int64)
+    size = 1
+    for column in columns:
+        if size * len(column.values) >= _KEY_BOUND:
+            key, first = _first_rows(key)
+            size = len(first)
+        key = key * len(column.values) + column.codes
+        size *= len(column.values)
+    return _first_rows(key)
+
+
+def _derive(
+    columns: list[_Column], rule: Callable[..., Any], fields: list[tuple[str, pa.DataType]]
+) -> dict[str, _Column]:
+    """The columns ``rule`` gives over ``columns``: called once per distinct combination
+    of their values, with one argument per column, it returns one value per field."""
+    codes, first = _combinations(columns)
+    arguments = [column.take(first).to_pylist() for column in columns]
+    results = [rule(*values) for values in zip(*arguments, strict=True)]
+    return {
+        name: _Column(pa.array([result[j] for result in results], type=kind), codes)
+        for j, (name, kind) in enumerate(fields)
+    }
+
+
+def _mapped(column: _Column, rule: Callable[[Any], Any], kind: pa.DataType) -> _Column:
+    """``rule`` over each of ``column``'s values, which keeps its codes."""
+    return _Column(pa.array([rule(v) for v in column.values.to_pylist()], type=kind), column.codes)
+
+
+def _recoded(column: _Column) -> _Column:
+    """``column`` with one code per distinct value (a rule maps several to one)."""
+    values = _encoded(column.values)
+    return _Column(values.values, values.codes[column.codes])
+
+
+def _industry_or_raw(raw: str | None) -> tuple[str | None, str | None, str | None]:
+    # The lead keeps an industry off the picklist as it came; the company does not.
+    value, flag = _industry(raw)
+    return value, flag, raw if value is None else value
+
+
+def _split_domain(email: str | None) -> str | None:
+    # DuckDB's split_part(email, '@', 2): the part after the first '@', empty without one.
+    if email is None:
+        return None
+    parts = email.split("@")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _blank_trimmed(value: str | None) -> str | None:
+    # DuckDB's nullif(trim(value), ''): trim takes spaces only.
+    if value is None:
+        return None
+    return value.strip(" ") or None
+
+
+def _flag_text(separator: str) -> Callable[..., tuple[str | None]]:
+    def flags(*flags: str | None) -> tuple[str | None]:
+        return (separator.join(flag for flag in flags if flag) or None,)
+
+    return flags
+
+
 def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[pa.Table, pa.Table]:
     """Transform the canonical rows in ``raw_relation`` into leads and companies.
 
     ``raw_relation`` has the canonical fields and PROVENANCE_COLUMNS. Returns
     ``(leads, companies)``: one lead per normalized email (the newest non-empty value of
-    each field wins) and one company per domain, columns LEAD_COLUMNS / COMPANY_COLUMNS.
+    each field wins) and one company per domain, columns LEAD_COLUMNS / COMPANY_COLUMNS,
+    leads in the order of the identities of their addresses.
     """
-    # A table of DuckDB's own, not the relation as given: DuckDB 1.5 estimates one row for
-    # an Arrow scan and would build its hash joins on the million raw rows, not the lookups.
-    raw = "t_raw"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE t_raw AS FROM {raw_relation}")
-    # A plain address (see email_identity) is its own normalized form and identity.
-    plain = as_is_email_sql("r.email")
+    raw_columns = {c[0] for c in con.execute(f"DESCRIBE {raw_relation}").fetchall()}
     # Rows enriched on the way in (enrich_rows) say when their lookup failed.
-    raw_columns = {c[0] for c in con.sql(f"DESCRIBE {raw}").fetchall()}
-    enrichment_flag = "r.enrichment_flag" if "enrichment_flag" in raw_columns else "NULL"
-    # A plain address normalizes to itself in lower case; the rules read the others.
-    emails = distinct_lookup(
-        con,
-        f"(SELECT email FROM {raw} AS r WHERE NOT {plain})",
-        ["email"],
-        _email,
-        pa.schema([("v", _S), ("identity", _S)]),
-    )
-    # The lookup holds only the other addresses: a plain one finds no row.
-    email_join = f"LEFT JOIN {emails} AS e ON {join_on('e', ['r.email'])}"
-    # A row the lookup does not hold has a plain address: the test is the join, not the
-    # regular expression again (an empty address is not held either, and stays empty).
-    email = "CASE WHEN e.k0 IS NULL THEN lower(r.email) ELSE e.v END"
-    # The records of one person are merged on the identity of their address.
-    identity = "CASE WHEN e.k0 IS NULL THEN lower(r.email) ELSE coalesce(e.identity, e.v) END"
-    website = _lookup(con, raw, "wd", ["website"], _website_domain, [("v", _S)])
-    country = _lookup(
-        con, raw, "ct", ["country"], _country, [("name", _S), ("code", _S), ("flag", _S)]
-    )
-    joins = [
-        email_join,
-        website,
-        country,
-        _lookup(con, raw, "fn", ["first_name"], _name, [("v", _S)]),
-        _lookup(con, raw, "ln", ["last_name"], _name, [("v", _S)]),
-        _lookup(con, raw, "co", ["company"], _company, [("v", _S)]),
-        _lookup(con, raw, "ind", ["industry"], _industry, [("v", _S), ("flag", _S)]),
-        _lookup(con, raw, "rev", ["annual_revenue"], _money, [("v", pa.float64()), ("flag", _S)]),
-        _lookup(
-            con,
-            raw,
-            "emp",
-            ["employees"],
-            _headcount,
-            [("v", pa.int64()), ("band", _S), ("flag", _S)],
-        ),
-        _lookup(
-            con,
-            raw,
-            "sub",
-            ["submitted_at", "source", "mapping_version"],
-            _submitted_at,
-            [("v", pa.date32()), ("flag", _S)],
-        ),
-        _lookup(con, raw, "opt", ["marketing_opt_in"], _opt_in, [("v", pa.bool_()), ("flag", _S)]),
-        _lookup(
-            con,
-            raw,
-            "ttl",
-            ["title"],
-            _title,
-            [("function", _S), ("seniority", _S), ("persona", _S), ("rule", _S)],
-        ),
-    ]
-    # Rules over values the first rules derive run on the few distinct raw combinations.
-    email_domain = f"split_part({email}, '@', 2)"
-    pairs = (
-        f"(SELECT DISTINCT r.website, {email_domain} AS email_domain FROM {raw} AS r {email_join})"
-    )
-    joins.append(
-        _lookup(
-            con,
-            "(SELECT DISTINCT coalesce(wd.v, r.email_domain) AS domain "
-            f"FROM {pairs} AS r {website})",
-            "fd",
-            ["domain"],
-            _email_domain,
-            [("v", _S)],
-            [f"coalesce(wd.v, {email_domain})"],
-        )
-    )
-    # A number with its own international prefix reads the same in every country: such
-    # numbers are looked up once, not once per country they come with.
-    phone_country = "CASE WHEN starts_with(r.phone, '+') THEN NULL ELSE ct.code END"
-    for alias, column, rule, fields, code in (
-        ("rg", "state", _region, [("v", _S)], "ct.code"),
-        ("ph", "phone", _phone, [("v", _S), ("flag", _S)], phone_country),
-    ):
-        joins.append(
-            _lookup(
-                con,
-                f"(SELECT DISTINCT r.{column}, {code} AS code "
-                f"FROM (SELECT DISTINCT {column}, country FROM {raw}) AS r {country})",
-                alias,
-                [column, "code"],
-                rule,
-                fields,
-                [f"r.{column}", code],
-            )
-        )
-    # Most emails have one row, taken as it is; only the rows of repeated emails are merged.
-    con.execute(
+    enrichment_flag = "enrichment_flag" if "enrichment_flag" in raw_columns else "NULL::VARCHAR"
+    canonical = [c for c in _RAW_FIELDS if c != "email"]
+    # What SQL decides as the rules do, on all threads, in the rows' order: a plain address
+    # normalizes to itself in lower case and is its own identity.
+    raw = con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE t_repeated AS
-        WITH identities AS (
-            SELECT r.email, {identity} AS identity FROM {raw} AS r {email_join}
-        ), repeated AS (
-            SELECT identity FROM identities GROUP BY 1 HAVING count(*) > 1
-        )
-        SELECT DISTINCT r.email FROM identities AS r
-        JOIN repeated AS d ON r.identity IS NOT DISTINCT FROM d.identity
+        SELECT {as_is_email_sql("email")} AS as_is,
+               split_part(lower(email), '@', 2) AS lower_domain, email,
+               {", ".join(canonical)}, {", ".join(PROVENANCE_COLUMNS)},
+               {enrichment_flag} AS enrichment_flag
+        FROM {raw_relation}
         """
-    )
-
-    normalized = {
-        "source": "r.source",
-        "source_file": "r.source_file",
-        "line": "r.line",
-        "landed_at": "r.landed_at",
-        "mapping_version": "r.mapping_version",
-        "email": email,
-        "identity": identity,
-        "first_name": "fn.v",
-        "last_name": "ln.v",
-        "title": "nullif(trim(r.title), '')",
-        "company": "co.v",
-        "website": "r.website",
-        "phone": "ph.v",
-        "country": "ct.name",
-        "country_code": "ct.code",
-        "state": "rg.v",
-        "city": "nullif(trim(r.city), '')",
-        "industry": "coalesce(ind.v, r.industry)",
-        "company_industry": "ind.v",
-        "annual_revenue": "rev.v",
-        "employees": "emp.v",
-        "employees_band": "emp.band",
-        "submitted_at": "sub.v",
-        "marketing_opt_in": "opt.v",
-        "domain": "CASE WHEN wd.v IS NOT NULL THEN wd.v ELSE fd.v END",
-        "function": "ttl.function",
-        "seniority": "ttl.seniority",
-        "persona": "ttl.persona",
-        "persona_rule": "ttl.rule",
-        # One row's flags, apart by a control character until the merge joins them.
-        "flags": "concat_ws(chr(31), ct.flag, ind.flag, rev.flag, emp.flag, ph.flag, sub.flag, "
-        f"opt.flag, {enrichment_flag})",
-    }
-    newest = [c for c in LEAD_COLUMNS if c not in _DERIVED_AFTER_MERGE]
-    select = ", ".join(f"{normalized[c]} AS {c}" for c in ["email", "identity", *newest, "flags"])
-
-    def rows(repeated: str) -> str:
-        return (
-            "SELECT r.landed_at AS newest_at, r.source_file AS newest_file, "
-            f"r.line AS newest_line, r.source AS newest_source, {select} "
-            f"FROM {raw} AS r {repeated} JOIN t_repeated AS d "
-            f"ON r.email IS NOT DISTINCT FROM d.email {' '.join(joins)}"
-        )
-
-    # The leads merged once, in no order; the rules that read a whole lead (fit, route) run
-    # on the distinct values of the few columns they read.
-    merged_leads = _packed_table(con)
-    con.execute(
-        f"CREATE TABLE {merged_leads} AS " + _merged(rows("ANTI"), rows("SEMI"), [*newest, "flags"])
-    )
-    for table in ("t_repeated", "t_raw"):
-        con.execute(f"DROP TABLE {table}")
-    _pack(con)
-    fit = _fit_joins(con, merged_leads)
-    route, route_columns = _route_joins(con, merged_leads)
-    select_out = (
-        {c: f"r.{c}" for c in LEAD_COLUMNS}
-        | route_columns
-        | {
-            "fit_score": "f.score",
-            "fit_reasons": "f.reasons",
-            "lifecycle_stage": "'lead'",
-        }
-    )
-    columns = ", ".join(f"{expr} AS {name}" for name, expr in select_out.items())
-    # Sorted a range of identities at a time: sorting all leads at once holds every column
-    # of them twice, beside the leads already out. Executed, not con.sql(): given
-    # parameters, con.sql() runs the query into a relation of its own, and reading that
-    # relation into Arrow costs several times the query itself.
-    leads_table = pa.concat_tables(
-        con.execute(
-            f"SELECT {columns} FROM {merged_leads} AS r {fit} {route} "
-            f"WHERE {_in_range('r.identity', lower, upper)} ORDER BY r.identity, r.email",
-            {k: v for k, v in (("lower", lower), ("upper", upper)) if v is not None} or None,
-        ).to_arrow_table()
-        for lower, upper in _email_ranges(con, merged_leads)
-    )
-    con.execute(f"DROP TABLE {merged_leads}")
+    ).to_arrow_table()
+    rows = _normalized_rows(raw)
+    del raw
+    leads = _merged_leads(con, rows)
+    del rows
+    _score_and_route(con, leads)
+    leads_table = pa.table({name: leads[name] for name in LEAD_COLUMNS})
     con.register("t_out_leads", leads_table)
     companies = _companies(con, "t_out_leads")
     return leads_table, companies
 
 
-# The in-memory database of the tables that transform_leads compresses (see _pack).
-_PACKED = "transform_packed"
+# The canonical fields the transform reads.
+_RAW_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "title",
+    "company",
+    "website",
+    "phone",
+    "country",
+    "state",
+    "city",
+    "industry",
+    "annual_revenue",
+    "employees",
+    "submitted_at",
+    "marketing_opt_in",
+)
 
 
-def _packed_table(con: duckdb.DuckDBPyConnection) -> str:
-    """A name for a table of this call in the compressed in-memory database."""
-    con.execute(f"ATTACH IF NOT EXISTS ':memory:' AS {_PACKED} (COMPRESS)")
-    return f"{_PACKED}.main.merged_leads_{next(_tables)}"
+def _normalized_rows(raw: pa.Table) -> dict[str, _Column]:
+    """The columns of each raw row once the rules have read it: the lead columns a merge
+    picks from, with ``identity`` and the row's ``flags`` (apart by a control character)."""
+    names = [name for name in raw.column_names if name not in _NOT_ENCODED]
+    column = dict(zip(names, _in_parallel(_encoded, [raw[name] for name in names]), strict=True))
+    # The addresses that are not plain take the Python rules, once per distinct address.
+    as_is = raw["as_is"].to_numpy()
+    others = np.flatnonzero(~as_is)
+    other = _encoded(raw["email"].take(pa.array(others)))
+    looked_up = _derive([other], _email, [("v", _S), ("identity", _S)])
+    normalized = looked_up["v"].values
+    identities = pc.coalesce(looked_up["identity"].values, normalized)
+    other_domains = _mapped(looked_up["v"], _split_domain, _S)
+    mask = pa.array(~as_is)
+    codes = looked_up["v"].codes
+
+    def with_others(plain: pa.ChunkedArray, values: pa.Array) -> _Column:
+        return _as_is(pc.replace_with_mask(plain.combine_chunks(), mask, values.take(codes)))
+
+    # A plain address is ASCII: in lower case as SQL's lower() has it.
+    lower_email = pc.ascii_lower(raw["email"])
+    email = with_others(lower_email, normalized)
+    identity = with_others(lower_email, identities)
+    email_domain = _encoded(
+        pc.replace_with_mask(
+            raw["lower_domain"].combine_chunks(), mask, other_domains.values.take(codes)
+        )
+    )
+
+    website = _derive([column["website"]], _website_domain, [("v", _S)])["v"]
+    # The domain of the website, else of the address when it is not free mail.
+    from_address = _mapped(email_domain, lambda d: _email_domain(d)[0], _S)
+    domain = _derive(
+        [_recoded(website), _recoded(from_address)],
+        lambda site, address: (site if site is not None else address,),
+        [("v", _S)],
+    )["v"]
+    country = _derive([column["country"]], _country, [("name", _S), ("code", _S), ("flag", _S)])
+    code = _recoded(country["code"])
+    state = _derive([column["state"], code], _region, [("v", _S)])["v"]
+    # A number with its own international prefix reads the same in every country: such
+    # numbers are looked up once, not once per country they come with.
+    phones = column["phone"]
+    prefixed = np.array(
+        [bool(p and p.startswith("+")) for p in phones.values.to_pylist()], dtype=bool
+    )
+    no_country = len(code.values) - 1  # the null code of _encoded
+    phone_code = _Column(code.values, np.where(prefixed[phones.codes], no_country, code.codes))
+    phone = _derive([phones, phone_code], _phone, [("v", _S), ("flag", _S)])
+    industry = _derive(
+        [column["industry"]], _industry_or_raw, [("v", _S), ("flag", _S), ("or_raw", _S)]
+    )
+    revenue = _derive([column["annual_revenue"]], _money, [("v", pa.float64()), ("flag", _S)])
+    employees = _derive(
+        [column["employees"]], _headcount, [("v", pa.int64()), ("band", _S), ("flag", _S)]
+    )
+    submitted = _derive(
+        [column["submitted_at"], column["source"], column["mapping_version"]],
+        _submitted_at,
+        [("v", pa.date32()), ("flag", _S)],
+    )
+    opt_in = _derive([column["marketing_opt_in"]], _opt_in, [("v", pa.bool_()), ("flag", _S)])
+    title = _derive(
+        [column["title"]],
+        _title,
+        [("function", _S), ("seniority", _S), ("persona", _S), ("rule", _S)],
+    )
+    # One row's flags, apart by a control character until the merge joins them.
+    flag_sources = [
+        country["flag"],
+        industry["flag"],
+        revenue["flag"],
+        employees["flag"],
+        phone["flag"],
+        submitted["flag"],
+        opt_in["flag"],
+        column["enrichment_flag"],
+    ]
+    flags = _derive([_recoded(f) for f in flag_sources], _flag_text(chr(31)), [("v", _S)])["v"]
+    return {
+        "email": email,
+        "identity": identity,
+        "first_name": _derive([column["first_name"]], _name, [("v", _S)])["v"],
+        "last_name": _derive([column["last_name"]], _name, [("v", _S)])["v"],
+        "title": _mapped(column["title"], _blank_trimmed, _S),
+        "company": _derive([column["company"]], _company, [("v", _S)])["v"],
+        "website": column["website"],
+        "phone": phone["v"],
+        "country": country["name"],
+        "country_code": country["code"],
+        "state": state,
+        "city": _mapped(column["city"], _blank_trimmed, _S),
+        "industry": industry["or_raw"],
+        "company_industry": industry["v"],
+        "annual_revenue": revenue["v"],
+        "employees": employees["v"],
+        "employees_band": employees["band"],
+        "submitted_at": submitted["v"],
+        "marketing_opt_in": opt_in["v"],
+        "domain": domain,
+        "function": title["function"],
+        "seniority": title["seniority"],
+        "persona": title["persona"],
+        "persona_rule": title["rule"],
+        "flags": flags,
+        "source": column["source"],
+        "source_file": column["source_file"],
+        "line": _as_is(raw["line"]),
+        "landed_at": column["landed_at"],
+        "mapping_version": column["mapping_version"],
+    }
 
 
-def _pack(con: duckdb.DuckDBPyConnection) -> None:
-    """Compress the tables of the compressed in-memory database, which DuckDB does when it
-    checkpoints: a million merged leads take a fifth of the memory."""
-    # When another thread writes there at this moment, the table is left as it is, larger.
-    with contextlib.suppress(duckdb.TransactionException):
-        con.execute(f"CHECKPOINT {_PACKED}")
+# Raw columns read as they are or by the e-mail rules, not encoded value by value.
+_NOT_ENCODED = frozenset(("as_is", "lower_domain", "email", "line"))
 
 
-def _email_ranges(
-    con: duckdb.DuckDBPyConnection, leads: str
-) -> list[tuple[str | None, str | None]]:
-    """Ranges splitting the identities of ``leads`` into parts of about _SORTED_AT_ONCE, in
-    order: (lower bound included, upper bound not), None for no bound."""
-    (count,) = con.execute(f"SELECT count(*) FROM {leads}").fetchall()[0]
-    parts = -(-count // _SORTED_AT_ONCE)
-    if parts <= 1:
-        return [(None, None)]
-    quantiles = ", ".join(str(i / parts) for i in range(1, parts))
-    query = f"SELECT quantile_disc(identity, [{quantiles}]) FROM {leads}"
-    (bounds,) = con.execute(query).fetchall()[0]
-    bounds = sorted(set(bounds))
-    return list(zip([None, *bounds], [*bounds, None], strict=True))
+def _in_parallel(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+    """``function`` over ``items`` on a thread per core: Arrow's kernels let go of the GIL."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(function, items))
 
 
-def _in_range(column: str, lower: str | None, upper: str | None) -> str:
-    """The condition that ``column`` is in the range (``$lower`` included, ``$upper`` not;
-    None for no bound: the last range holds NULL too)."""
-    conditions = []
-    if lower is not None:
-        conditions.append(f"{column} >= $lower")
-    if upper is not None:
-        conditions.append(f"{column} < $upper")
-    where = " AND ".join(conditions) or "true"
-    if lower is not None and upper is None:
-        where = f"({where} OR {column} IS NULL)"
-    return where
+def _merged_leads(con: duckdb.DuckDBPyConnection, rows: dict[str, _Column]) -> dict[str, pa.Array]:
+    """One lead per identity, in the order of the identities: a row whose identity no other
+    row has is its lead as it is; the rows of a repeated identity are merged (see
+    ``_merge_query``). Returns the lead columns the merge decides, by name."""
+    order, ordered = _sorted(con, rows["identity"].values)
+    # A row starts a lead unless it has the identity of the row before it (nulls are one).
+    same = pc.or_(
+        pc.fill_null(pc.equal(ordered[1:], ordered[:-1]), False),
+        pc.and_(pc.is_null(ordered[1:]), pc.is_null(ordered[:-1])),
+    )
+    starts = np.flatnonzero(np.concatenate([[True], ~same.to_numpy(zero_copy_only=False)]))
+    starts = starts[starts < len(order)]
+    sizes = np.diff(np.append(starts, len(order)))
+    single = sizes == 1
+    merged = _merge(con, rows, order[np.repeat(~single, sizes)])
+    # Each lead of merged rows: its row in ``merged`` (the merge keeps no order).
+    merged_at = np.zeros(len(starts), dtype=np.int64)
+    merged_at[~single] = pc.index_in(
+        ordered.take(pa.array(starts[~single])), value_set=merged["identity"], skip_nulls=False
+    ).to_numpy(zero_copy_only=False)
+    first_rows = order[starts]
+    flags = rows["flags"]
+    columns = rows | {
+        # A row merged with no other has its flags apart by '; ' as a merged lead has.
+        "flags": _mapped(flags, lambda f: None if f is None else f.replace(chr(31), "; "), _S)
+    }
+
+    def lead_column(name: str) -> pa.Array:
+        column = columns[name]
+        values = pa.concat_arrays(
+            [column.values, merged[name].combine_chunks().cast(column.values.type)]
+        )
+        codes = np.where(single, column.codes[first_rows], len(column.values) + merged_at)
+        return values.take(pa.array(codes))
+
+    names = ["email", *_MERGED_COLUMNS, "flags"]
+    leads = dict(zip(names, _in_parallel(lead_column, names), strict=True))
+    counts = merged["records_merged"].to_numpy()
+    leads["records_merged"] = pa.array(np.where(single, 1, counts[merged_at] if len(counts) else 1))
+    return leads
 
 
-def _merged(single_rows: str, repeated_rows: str, columns: list[str]) -> str:
-    """The query of the leads: the rows of ``single_rows`` (emails with one row) as they
-    are, and those of ``repeated_rows`` merged by email: for each of ``columns``, the
+def _sorted(con: duckdb.DuckDBPyConnection, values: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """The order of ``values`` (nulls last, ties in their order) and the values in it:
+    sorted by DuckDB on all threads, in the order its ORDER BY gives."""
+    name = f"sorted_{next(_tables)}"
+    con.register(name, pa.table({"i": np.arange(len(values)), "v": values}))
+    try:
+        result = con.execute(f"SELECT i, v FROM {name} ORDER BY v NULLS LAST, i").to_arrow_table()
+    finally:
+        con.unregister(name)
+    return result["i"].to_numpy(), result["v"].combine_chunks()
+
+
+# The lead columns a merge picks the newest non-empty value of.
+_MERGED_COLUMNS = tuple(c for c in LEAD_COLUMNS if c not in _DERIVED_AFTER_MERGE)
+
+
+def _merge(
+    con: duckdb.DuckDBPyConnection, rows: dict[str, _Column], merged: np.ndarray
+) -> pa.Table:
+    """The leads of the ``merged`` rows, one per identity, in no order."""
+    table = pa.table(
+        {
+            "newest_at": rows["landed_at"].take(merged),
+            "newest_file": rows["source_file"].take(merged),
+            "newest_line": rows["line"].take(merged),
+            "newest_source": rows["source"].take(merged),
+        }
+        | {
+            name: rows[name].take(merged)
+            for name in ("email", "identity", *_MERGED_COLUMNS, "flags")
+        }
+    )
+    name = f"merged_rows_{next(_tables)}"
+    con.register(name, table)
+    try:
+        return con.execute(_merge_query(name, list(_MERGED_COLUMNS))).to_arrow_table()
+    finally:
+        con.unregister(name)
+
+
+def _merge_query(relation: str, columns: list[str]) -> str:
+    """The query merging the rows of ``relation`` by identity: for each of ``columns``, the
     non-empty value of the source that ranks first for the field (``config/identity.yaml``),
-    the newest (by ``newest_at``, ``newest_file``, ``newest_line``) among equals, the distinct
-    ``flags`` of all its rows (when among ``columns``) and how many rows it has
-    (``records_merged``). Records are one person when their address has the same
-    ``identity``; the merged lead keeps the address the person was first seen with."""
-    newest = [c for c in columns if c != "flags"]
+    the newest (by ``newest_at``, ``newest_file``, ``newest_line``) among equals, the
+    distinct ``flags`` of all its rows and how many rows it has (``records_merged``).
+    Records are one person when their address has the same ``identity``; the merged lead
+    keeps the address the person was first seen with."""
     rules = identity_rules()
 
     def pick(column: str) -> str:
@@ -592,59 +722,156 @@ def _merged(single_rows: str, repeated_rows: str, columns: list[str]) -> str:
         order = "seq" if rank == "0" else f"{{'rank': {rank}, 'seq': seq}}"
         return f"arg_max({column}, {order}) FILTER (WHERE {column} IS NOT NULL) AS {column}"
 
-    picks = ", ".join(pick(c) for c in newest)
-    flags = ""
-    single_flags = ""
-    if "flags" in columns:
-        # A flag that several of the rows carry (the same company's failed lookup) once.
-        every_flag = "list_filter(flatten(list(string_split(flags, chr(31)))), lambda f: f <> '')"
-        flags = (
-            f", nullif(array_to_string(list_sort(list_distinct({every_flag})), '; '), '') AS flags"
-        )
-        single_flags = ", nullif(replace(flags, chr(31), '; '), '') AS flags"
+    # A flag that several of the rows carry (the same company's failed lookup) once.
+    every_flag = "list_filter(flatten(list(string_split(flags, chr(31)))), lambda f: f <> '')"
     return f"""
-        SELECT identity, email, {", ".join(newest)}{single_flags}, 1::BIGINT AS records_merged
-        FROM ({single_rows})
-        UNION ALL
-        SELECT identity, arg_min(email, seq) AS email, {picks}{flags},
+        SELECT identity, arg_min(email, seq) AS email, {", ".join(pick(c) for c in columns)},
+               nullif(array_to_string(list_sort(list_distinct({every_flag})), '; '), '')
+                   AS flags,
                count(*) AS records_merged
         FROM (
             SELECT *, row_number() OVER (ORDER BY newest_at, newest_file, newest_line) AS seq
-            FROM ({repeated_rows})
+            FROM {relation}
         )
         GROUP BY identity
     """
 
 
-def _representatives(
-    con: duckdb.DuckDBPyConnection,
-    leads: str,
-    signatures: dict[str, Callable[[Any], object]],
-) -> tuple[str, dict[str, str]]:
-    """Stand-ins for values a rule treats alike, so that it runs on fewer distinct values.
+def _represented(column: _Column, signature: Callable[[Any], object]) -> _Column:
+    """``column`` with each value represented by the first value (None, then the
+    smallest) of the same ``signature``: a rule that reads a value only for its signature
+    then runs on fewer distinct values."""
+    values = column.values.to_pylist()
+    first: dict[object, int] = {}
+    stand_in = np.empty(len(values), dtype=np.int64)
+    for i in sorted(range(len(values)), key=lambda i: (values[i] is not None, values[i])):
+        stand_in[i] = first.setdefault(signature(values[i]), i)
+    return _Column(column.values, stand_in[column.codes])
 
-    For each expression over ``r`` (a row of ``leads``) and its signature, the values with
-    the same signature are represented by the first of them (None, then the smallest).
-    Returns the LEFT JOIN clauses (on ``r``) and, for each expression, the expression of
-    its representative.
+
+def _materialized(column: _Column) -> pa.Array:
+    return column.values.take(pa.array(column.codes))
+
+
+def _score_and_route(con: duckdb.DuckDBPyConnection, leads: dict[str, pa.Array]) -> None:
+    """Add the fit score and the route of each of ``leads``, and its lifecycle stage:
+    score_fit and route_lead run once per distinct combination of the values they tell
+    apart."""
+    fit = _derive(
+        [
+            _represented(_encoded(leads[column]), _scored_alone(keyword))
+            for keyword, column in _FIT_INPUTS.items()
+        ],
+        _fit,
+        [("score", pa.int64()), ("reasons", _S)],
+    )
+    leads["fit_score"] = _materialized(fit["score"])
+    leads["fit_reasons"] = _materialized(fit["reasons"])
+    leads |= _routes(con, leads)
+    leads["lifecycle_stage"] = pa.repeat(pa.scalar("lead"), len(leads["email"]))
+
+
+def _routes(con: duckdb.DuckDBPyConnection, leads: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """The ``territory``, ``owner_id`` and ``routing_rule`` of each of ``leads``.
+
+    route_lead runs once per distinct e-mail domain and firmographics that route
+    differently, the round robin deals the owners in SQL (see ``_route_domain``); addresses
+    that are not plain, or whose owners the rules do not tell, are routed one by one.
     """
-    joins = []
-    representatives = {}
-    for expression, signature in signatures.items():
-        values = [
-            value
-            for (value,) in con.execute(
-                f"SELECT DISTINCT {expression} FROM {leads} AS r"
-            ).fetchall()
-        ]
-        values.sort(key=lambda value: (value is not None, value))
-        first: dict[object, Any] = {}
-        stand_ins = [first.setdefault(signature(value), value) for value in values]
-        name = f"representatives_{next(_tables)}"
-        con.register(name, pa.table({"k0": values, "rep": stand_ins}))
-        joins.append(f"LEFT JOIN {name} ON {join_on(name, [expression])}")
-        representatives[expression] = f"{name}.rep"
-    return " ".join(joins), representatives
+    name = f"lead_emails_{next(_tables)}"
+    con.register(name, pa.table({"email": leads["email"]}))
+    try:
+        emails = con.execute(
+            f"SELECT {plain_email_sql('email')} AS plain, split_part(email, '@', 2) AS domain "
+            f"FROM {name}"
+        ).to_arrow_table()
+    finally:
+        con.unregister(name)
+    plain = emails["plain"].to_numpy()
+    employees = _represented(_encoded(leads["employees"]), _segments_reached)
+    domain = _encoded(leads["domain"])
+    country_code = _encoded(leads["country_code"])
+    state = _encoded(leads["state"])
+    by_domain_rows = np.flatnonzero(plain)
+    by_domain = _derive(
+        [
+            column.of_rows(by_domain_rows)
+            for column in (
+                _represented(_encoded(emails["domain"]), _routed_by_email_domain),
+                _represented(domain, _routed_by_domain),
+                country_code,
+                state,
+                employees,
+            )
+        ],
+        _route_domain,
+        [
+            ("territory", _S),
+            ("owner", _S),
+            ("rule", _S),
+            ("owners", pa.list_(_S)),
+            ("dealt", pa.bool_()),
+        ],
+    )
+    combination = by_domain["dealt"].codes
+    dealt = by_domain["dealt"].values.to_numpy(zero_copy_only=False)[combination]
+    dealt_rows = by_domain_rows[dealt]
+    combination = combination[dealt]
+    alone_rows = np.setdiff1d(np.arange(len(plain)), dealt_rows, assume_unique=True)
+    alone = _derive(
+        [
+            column.of_rows(alone_rows)
+            for column in (_as_is(leads["email"]), domain, country_code, state, employees)
+        ],
+        _route,
+        [("territory", _S), ("owner", _S), ("rule", _S)],
+    )
+    # Each route: its value by domain for a lead dealt so, else its value routed alone.
+    routes = {}
+    for out, field in (("territory", "territory"), ("routing_rule", "rule")):
+        by, by_alone = by_domain[field].values, alone[field].values
+        codes = np.empty(len(plain), dtype=np.int64)
+        codes[dealt_rows] = combination
+        codes[alone_rows] = len(by) + alone[field].codes
+        routes[out] = pa.concat_arrays([by, by_alone]).take(pa.array(codes))
+    # An owner dealt by the round robin is one of its combination's owners.
+    pools = by_domain["owners"].values
+    pooled = pc.fill_null(pc.list_value_length(pools), 0).to_numpy(zero_copy_only=False)
+    offsets = pools.offsets.to_numpy()[:-1] - pools.offsets[0].as_py()
+    owners = by_domain["owner"].values
+    codes = np.empty(len(plain), dtype=np.int64)
+    codes[dealt_rows] = combination
+    codes[alone_rows] = len(owners) + len(pools.flatten()) + alone["owner"].codes
+    pooled_rows = pooled[combination] > 0
+    codes[dealt_rows[pooled_rows]] = (
+        len(owners)
+        + offsets[combination[pooled_rows]]
+        + _round_robin_deals(
+            con,
+            leads["email"].take(pa.array(dealt_rows[pooled_rows])),
+            pooled[combination[pooled_rows]],
+        )
+    )
+    routes["owner_id"] = pa.concat_arrays([owners, pools.flatten(), alone["owner"].values]).take(
+        pa.array(codes)
+    )
+    return routes
+
+
+def _round_robin_deals(
+    con: duckdb.DuckDBPyConnection, emails: pa.Array, owners: np.ndarray
+) -> np.ndarray:
+    """The 0-based index of the owner each of ``emails`` is dealt, among as many ``owners``
+    as its entry gives, by ``ROUND_ROBIN_SQL``."""
+    name = f"deals_{next(_tables)}"
+    con.register(name, pa.table({"email": emails, "owners": owners.astype(np.uint64)}))
+    try:
+        deals = con.execute(
+            f"SELECT {ROUND_ROBIN_SQL.format(email='email', owners='owners')} AS deal FROM {name}"
+        ).to_arrow_table()
+    finally:
+        con.unregister(name)
+    return deals["deal"].to_numpy().astype(np.int64)
 
 
 def _scored_alone(attribute: str) -> Callable[[Any], object]:
@@ -663,29 +890,6 @@ _FIT_INPUTS = {
     "seniority": "seniority",
     "function": "function",
 }
-
-
-def _fit_joins(con: duckdb.DuckDBPyConnection, leads: str) -> str:
-    """LEFT JOIN clauses putting the fit score and reasons of each lead (as ``r``, with the
-    columns of ``leads``) under ``f``: score_fit once per distinct combination of values
-    that score differently."""
-    joins, stand_in = _representatives(
-        con,
-        leads,
-        {f"r.{column}": _scored_alone(keyword) for keyword, column in _FIT_INPUTS.items()},
-    )
-    keys = list(_FIT_INPUTS.values())
-    inputs = ", ".join(f"{stand_in[f'r.{column}']} AS {column}" for column in keys)
-    fit = _lookup(
-        con,
-        f"(SELECT {inputs} FROM {leads} AS r {joins})",
-        "f",
-        keys,
-        _fit,
-        [("score", pa.int64()), ("reasons", _S)],
-        [stand_in[f"r.{column}"] for column in keys],
-    )
-    return f"{joins} {fit}"
 
 
 @cache
@@ -716,79 +920,6 @@ def _routed_by_email_domain(email_domain: str | None) -> object:
         email=f"@{email_domain}", domain=None, country_code=None, state=None, employees=None
     )
     return route.territory, route.rule
-
-
-def _aliased(expressions: list[str]) -> str:
-    return ", ".join(f"{expression} AS k{i}" for i, expression in enumerate(expressions))
-
-
-def _route_joins(con: duckdb.DuckDBPyConnection, leads: str) -> tuple[str, dict[str, str]]:
-    """LEFT JOIN clauses for the route of each lead (as ``r``, with the columns of
-    ``leads``), and the expressions of its ``territory``, ``owner_id`` and ``routing_rule``.
-
-    route_lead runs once per distinct e-mail domain and firmographics of ``leads`` that
-    route differently, the round robin deals the owners in SQL (see ``_route_domain``);
-    addresses that are not plain, or whose owners the rules do not tell, are routed one
-    by one.
-    """
-    email_domain = "split_part(r.email, '@', 2)"
-    joins, stand_in = _representatives(
-        con,
-        leads,
-        {
-            email_domain: _routed_by_email_domain,
-            "r.domain": _routed_by_domain,
-            "r.employees": _segments_reached,
-        },
-    )
-    by_domain_keys = [
-        stand_in[email_domain],
-        stand_in["r.domain"],
-        "r.country_code",
-        "r.state",
-        stand_in["r.employees"],
-    ]
-    plain = plain_email_sql("r.email")
-    # Whether the address is plain is a join key of its own (true in every row of the
-    # lookup): the joins below compare keys only, so they stay hash joins.
-    by_domain_keys = [plain, *by_domain_keys]
-    by_domain = distinct_lookup(
-        con,
-        f"(SELECT {_aliased(by_domain_keys)} FROM {leads} AS r {joins} WHERE {plain})",
-        [f"k{i}" for i in range(len(by_domain_keys))],
-        lambda _plain, *keys: _route_domain(*keys),
-        pa.schema(
-            [
-                ("territory", _S),
-                ("owner", _S),
-                ("rule", _S),
-                ("owners", pa.list_(_S)),
-                ("dealt", pa.bool_()),
-            ]
-        ),
-    )
-    joins += (
-        f" LEFT JOIN (SELECT * FROM {by_domain} WHERE dealt) AS rd"
-        f" ON {join_on('rd', by_domain_keys)}"
-    )
-    one_by_one_keys = ["r.email", "r.domain", "r.country_code", "r.state", stand_in["r.employees"]]
-    one_by_one = distinct_lookup(
-        con,
-        f"(SELECT {_aliased(one_by_one_keys)} FROM {leads} AS r {joins} WHERE rd.dealt IS NULL)",
-        [f"k{i}" for i in range(len(one_by_one_keys))],
-        _route,
-        pa.schema([("territory", _S), ("owner", _S), ("rule", _S)]),
-    )
-    # A lead dealt by domain never has the keys of one routed alone (the same keys give the
-    # same route by domain), so this join needs no other condition.
-    joins += f" LEFT JOIN {one_by_one} AS ro ON {join_on('ro', one_by_one_keys)}"
-    deal = ROUND_ROBIN_SQL.format(email="r.email", owners="len(rd.owners)")
-    owner = f"CASE WHEN rd.owners IS NULL THEN rd.owner ELSE rd.owners[1 + {deal}] END"
-    return joins, {
-        "territory": "coalesce(rd.territory, ro.territory)",
-        "owner_id": f"CASE WHEN rd.dealt THEN {owner} ELSE ro.owner END",
-        "routing_rule": "coalesce(rd.rule, ro.rule)",
-    }
 
 
 def _company_fit(
