@@ -124,8 +124,7 @@ def transform_stage(path: str, out_dir: str) -> Part:
     for name, value in provenance.items():
         rows = rows.append_column(name, pa.repeat(value, rows.num_rows))
     con = scratch_connection()
-    con.register("landed_rows", rows)
-    leads, companies = transform_leads(con, "landed_rows")
+    leads, companies = transform_leads(con, rows)
     transformed = time.perf_counter()
     contacts = payload_table(leads, registry.crm["contacts"], "contacts")
     accounts = payload_table(companies, registry.crm["companies"], "companies")

@@ -44,8 +44,7 @@ def dry_run_file(
     )
 
     con = scratch_connection()
-    con.register("dry_rows", rows)
-    leads, _ = transform_leads(con, "dry_rows")
+    leads, _ = transform_leads(con, rows)
     con.close()
 
     mapping = registry.crm["contacts"]

@@ -167,8 +167,7 @@ def _derive(tables: list[pa.Table], registry: MappingRegistry) -> _Derived:
     rows = pa.concat_tables(tables, promote_options="default")
     con = scratch_connection()
     try:
-        con.register("diff_rows", rows)
-        leads, companies = transform_leads(con, "diff_rows")
+        leads, companies = transform_leads(con, rows)
     finally:
         con.close()
     payloads = {

@@ -17,9 +17,7 @@ deterministic: the same rows give the same leads, in the same order.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cache
@@ -30,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gtm_orchestration.lib.batch import distinct_lookup, join_on
+from gtm_orchestration.lib.batch import distinct_lookup, in_parallel, join_on
 from gtm_orchestration.lib.config import ConfigError
 from gtm_orchestration.lib.conversion import (
     DEFAULT_DATE_LOCALE,
@@ -41,10 +39,11 @@ from gtm_orchestration.lib.conversion import (
     parse_money,
     to_crm_currency,
 )
-from gtm_orchestration.lib.identity import as_is_email_sql, identity_rules
+from gtm_orchestration.lib.identity import identity_rules
 from gtm_orchestration.lib.mapping import load_registry
 from gtm_orchestration.lib.normalize import (
     clean_company_name,
+    default_email_providers,
     domain_from_website,
     identity_email,
     is_free_email_domain,
@@ -449,31 +448,26 @@ def _flag_text(separator: str) -> Callable[..., tuple[str | None]]:
     return flags
 
 
-def transform_leads(con: duckdb.DuckDBPyConnection, raw_relation: str) -> tuple[pa.Table, pa.Table]:
-    """Transform the canonical rows in ``raw_relation`` into leads and companies.
+def transform_leads(
+    con: duckdb.DuckDBPyConnection, raw: str | pa.Table
+) -> tuple[pa.Table, pa.Table]:
+    """Transform the canonical rows of ``raw`` into leads and companies.
 
-    ``raw_relation`` has the canonical fields and PROVENANCE_COLUMNS. Returns
+    ``raw``, a relation of ``con`` or an Arrow table, has the canonical fields and
+    PROVENANCE_COLUMNS (and ``enrichment_flag`` when enriched on the way in). Returns
     ``(leads, companies)``: one lead per normalized email (the newest non-empty value of
     each field wins) and one company per domain, columns LEAD_COLUMNS / COMPANY_COLUMNS,
     leads in the order of the identities of their addresses.
     """
-    raw_columns = {c[0] for c in con.execute(f"DESCRIBE {raw_relation}").fetchall()}
-    # Rows enriched on the way in (enrich_rows) say when their lookup failed.
-    enrichment_flag = "enrichment_flag" if "enrichment_flag" in raw_columns else "NULL::VARCHAR"
-    canonical = [c for c in _RAW_FIELDS if c != "email"]
-    # What SQL decides as the rules do, on all threads, in the rows' order: a plain address
-    # normalizes to itself in lower case and is its own identity.
-    raw = con.execute(
-        f"""
-        SELECT {as_is_email_sql("email")} AS as_is,
-               split_part(lower(email), '@', 2) AS lower_domain, email,
-               {", ".join(canonical)}, {", ".join(PROVENANCE_COLUMNS)},
-               {enrichment_flag} AS enrichment_flag
-        FROM {raw_relation}
-        """
-    ).to_arrow_table()
-    rows = _normalized_rows(raw)
-    del raw
+    columns = [*_RAW_FIELDS, *PROVENANCE_COLUMNS]
+    if isinstance(raw, str):
+        present = {c[0] for c in con.execute(f"DESCRIBE {raw}").fetchall()}
+        selected = [*columns, *(c for c in _OPTIONAL_FIELDS if c in present)]
+        table = con.execute(f"SELECT {', '.join(selected)} FROM {raw}").to_arrow_table()
+    else:
+        table = raw.select([*columns, *(c for c in _OPTIONAL_FIELDS if c in raw.column_names)])
+    rows = _normalized_rows(con, table)
+    del table
     leads = _merged_leads(con, rows)
     del rows
     _score_and_route(con, leads)
@@ -501,15 +495,19 @@ _RAW_FIELDS = (
     "submitted_at",
     "marketing_opt_in",
 )
+# Raw columns read when there: the flag of an enrichment lookup that failed (enrich_rows).
+_OPTIONAL_FIELDS = ("enrichment_flag",)
 
 
-def _normalized_rows(raw: pa.Table) -> dict[str, _Column]:
+def _normalized_rows(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> dict[str, _Column]:
     """The columns of each raw row once the rules have read it: the lead columns a merge
     picks from, with ``identity`` and the row's ``flags`` (apart by a control character)."""
+    if "enrichment_flag" not in raw.column_names:
+        raw = raw.append_column("enrichment_flag", pa.nulls(raw.num_rows, _S))
     names = [name for name in raw.column_names if name not in _NOT_ENCODED]
-    column = dict(zip(names, _in_parallel(_encoded, [raw[name] for name in names]), strict=True))
+    column = dict(zip(names, in_parallel(_encoded, [raw[name] for name in names]), strict=True))
+    as_is, lower_domain = _plain_addresses(con, raw["email"])
     # The addresses that are not plain take the Python rules, once per distinct address.
-    as_is = raw["as_is"].to_numpy()
     others = np.flatnonzero(~as_is)
     other = _encoded(raw["email"].take(pa.array(others)))
     looked_up = _derive([other], _email, [("v", _S), ("identity", _S)])
@@ -526,10 +524,10 @@ def _normalized_rows(raw: pa.Table) -> dict[str, _Column]:
     lower_email = pc.ascii_lower(raw["email"])
     email = with_others(lower_email, normalized)
     identity = with_others(lower_email, identities)
-    email_domain = _encoded(
-        pc.replace_with_mask(
-            raw["lower_domain"].combine_chunks(), mask, other_domains.values.take(codes)
-        )
+    domain_codes = lower_domain.codes.copy()
+    domain_codes[others] = len(lower_domain.values) + other_domains.codes
+    email_domain = _Column(
+        pa.concat_arrays([lower_domain.values, other_domains.values]), domain_codes
     )
 
     website = _derive([column["website"]], _website_domain, [("v", _S)])["v"]
@@ -617,13 +615,35 @@ def _normalized_rows(raw: pa.Table) -> dict[str, _Column]:
 
 
 # Raw columns read as they are or by the e-mail rules, not encoded value by value.
-_NOT_ENCODED = frozenset(("as_is", "lower_domain", "email", "line"))
+_NOT_ENCODED = frozenset(("email", "line"))
 
 
-def _in_parallel(function: Callable[[Any], Any], items: list[Any]) -> list[Any]:
-    """``function`` over ``items`` on a thread per core: Arrow's kernels let go of the GIL."""
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        return list(pool.map(function, items))
+def _plain_addresses(
+    con: duckdb.DuckDBPyConnection, emails: pa.ChunkedArray
+) -> tuple[np.ndarray, _Column]:
+    """Which of ``emails`` are, in lower case, both their normalized form and their identity
+    (``as_is_email_sql``), and the domain of each in lower case. The test of the domain's
+    mailbox rules runs once per distinct domain."""
+    providers = default_email_providers()
+    name = f"emails_{next(_tables)}"
+    con.register(name, pa.table({"email": emails}))
+    try:
+        tested = con.execute(
+            f"SELECT {plain_email_sql('email')} AS plain, "
+            f"split_part(lower(email), '@', 2) AS domain FROM {name}"
+        ).to_arrow_table()
+    finally:
+        con.unregister(name)
+    domain = _encoded(tested["domain"])
+    con.register(name, pa.table({"domain": domain.values}))
+    try:
+        ruled = con.execute(
+            f"SELECT {providers.rule_may_apply_sql('domain')} AS ruled FROM {name}"
+        ).to_arrow_table()
+    finally:
+        con.unregister(name)
+    may_apply = ruled["ruled"].to_numpy()[domain.codes]
+    return tested["plain"].to_numpy() & ~may_apply, domain
 
 
 def _merged_leads(con: duckdb.DuckDBPyConnection, rows: dict[str, _Column]) -> dict[str, pa.Array]:
@@ -662,7 +682,7 @@ def _merged_leads(con: duckdb.DuckDBPyConnection, rows: dict[str, _Column]) -> d
         return values.take(pa.array(codes))
 
     names = ["email", *_MERGED_COLUMNS, "flags"]
-    leads = dict(zip(names, _in_parallel(lead_column, names), strict=True))
+    leads = dict(zip(names, in_parallel(lead_column, names), strict=True))
     counts = merged["records_merged"].to_numpy()
     leads["records_merged"] = pa.array(np.where(single, 1, counts[merged_at] if len(counts) else 1))
     return leads
