@@ -13,7 +13,6 @@ import codecs
 import csv
 import hashlib
 import io
-import itertools
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -44,9 +43,6 @@ PY_WHITESPACE = (
     "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005"
     "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-
-
-_candidates = itertools.count()
 
 
 class FileRejected(ValueError):
@@ -485,13 +481,8 @@ def _read_by_duckdb(
     candidates = np.flatnonzero(~blank)
     rows_total += len(candidates)
     # Validated as numbered by record; the rejections get their lines after.
-    name = f"file_candidates_{next(_candidates)}"
     checked = rows.take(pa.array(candidates)) if blank.any() else rows
-    con.register(name, checked.add_column(0, "line", pa.array(candidates)))
-    try:
-        by_record = find_rejections(con, name)
-    finally:
-        con.unregister(name)
+    by_record = find_rejections(con, checked.add_column(0, "line", pa.array(candidates)))
     rejected = np.array([r.line for r in by_record], dtype=np.int64)
     lines = pc.take(record_lines, pa.array(rejected)).to_pylist()
     row_rejections = [replace(r, line=line) for r, line in zip(by_record, lines, strict=True)]

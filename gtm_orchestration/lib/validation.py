@@ -2,29 +2,25 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from gtm_orchestration.lib.batch import distinct_lookup, join_on, scratch_connection
+from gtm_orchestration.lib.batch import in_parallel, scratch_connection
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS
 from gtm_orchestration.lib.normalize import is_valid_email, normalize_email
 
 # A value a spreadsheet would run as a formula when a rep opens an export (CSV injection).
-# Leading + or - is allowed where the value is a plain number or phone number. The same
-# two patterns serve the batch check (DuckDB) and single values (Python).
+# Leading + or - is allowed where the value is a plain number or phone number.
 _FORMULA_START = r"^[=@\t\r]"
 _SIGNED_START = r"^[+-]"
 _SIGNED_NUMBER = r"^[+-][0-9 ().,/-]*$"
-_FORMULA_SQL = (
-    f"(regexp_matches({{col}}, '{_FORMULA_START}') OR (regexp_matches({{col}}, '{_SIGNED_START}')"
-    f" AND NOT regexp_matches({{col}}, '{_SIGNED_NUMBER}')))"
-)
-# The characters either pattern can start with: a cheap test that leaves the patterns to
-# the few values starting with one of them.
-_FORMULA_FIRST = ", ".join(str(ord(c)) for c in "=@\t\r+-")
+_names = itertools.count()
 
 
 def looks_like_formula(value: str) -> bool:
@@ -122,65 +118,74 @@ def validate_relation(
     return accepted, rejections
 
 
-def find_rejections(con: duckdb.DuckDBPyConnection, relation: str) -> list[Rejection]:
-    """Why each row of ``relation`` (``line`` and CANONICAL_FIELDS) that is not to be
-    accepted is rejected, one Rejection per such row, with the row's ``line``."""
-    plain = plain_email_sql("email")
-    # One pass for both: the other addresses, and the domains of the plain ones.
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE checked_addresses AS SELECT DISTINCT "
-        f"CASE WHEN {plain} THEN lower(split_part(email, '@', 2)) END AS domain, "
-        f"CASE WHEN NOT {plain} THEN email END AS email, NOT {plain} AS other "
-        f"FROM {relation}"
-    )
-    email_lookup = distinct_lookup(
-        con,
-        "(SELECT email FROM checked_addresses WHERE other)",
-        ["email"],
-        lambda raw: email_check(raw)[1:],
-        pa.schema([("email_error", pa.string())]),
-    )
-    domain_lookup = distinct_lookup(
-        con,
-        "(SELECT domain FROM checked_addresses WHERE NOT other)",
-        ["domain"],
-        lambda domain: (domain_takes_mail(domain),),
-        pa.schema([("valid", pa.bool_())]),
-    )
-    con.execute("DROP TABLE checked_addresses")
-    formula_field = " ".join(
-        f"WHEN ascii({f}) IN ({_FORMULA_FIRST}) AND {_FORMULA_SQL.format(col=f)} THEN '{f}'"
-        for f in CANONICAL_FIELDS
-    )
-    rejected = con.sql(
-        f"""
-        SELECT * FROM (
-            SELECT r.* EXCLUDE (plain_email, other_email, plain_domain),
-                   CASE WHEN NOT r.plain_email THEN l.email_error
-                        WHEN NOT d.valid THEN '{MALFORMED_EMAIL}' END AS email_error,
-                   CASE {formula_field} ELSE NULL END AS formula_field
-            FROM (
-                SELECT *, {plain} AS plain_email,
-                       CASE WHEN NOT {plain} THEN email END AS other_email,
-                       CASE WHEN {plain} THEN lower(split_part(email, '@', 2)) END
-                           AS plain_domain
-                FROM {relation}
-            ) r
-            -- Join keys only, no other condition in ON: each join stays a hash join. A
-            -- plain row's other_email is NULL and may meet the lookup's NULL key (a missing
-            -- address); its email_error comes from the domain all the same.
-            LEFT JOIN {email_lookup} AS l ON {join_on("l", ["r.other_email"])}
-            LEFT JOIN {domain_lookup} AS d ON d.k0 = r.plain_domain
-        ) WHERE email_error IS NOT NULL OR formula_field IS NOT NULL
-        """
-    ).to_arrow_table()
+def find_rejections(con: duckdb.DuckDBPyConnection, rows: str | pa.Table) -> list[Rejection]:
+    """Why each of ``rows`` (a relation of ``con`` or an Arrow table, with ``line`` and
+    CANONICAL_FIELDS) that is not to be accepted is rejected, one Rejection per such row,
+    by line.
 
+    SQL tells the plain addresses and their domains (``plain_email_sql``), on all threads;
+    the Python rules then run once per distinct domain of a plain address and per distinct
+    other address, and the formula patterns only on values that begin with a character
+    they can begin with.
+    """
+    if isinstance(rows, str):
+        rows = con.execute(
+            f"SELECT line, {', '.join(CANONICAL_FIELDS)} FROM {rows}"
+        ).to_arrow_table()
+    plain = plain_email_sql("email")
+    name = f"checked_emails_{next(_names)}"
+    con.register(name, pa.table({"email": rows.column("email")}))
+    try:
+        checked = con.execute(
+            f"SELECT CASE WHEN {plain} THEN lower(split_part(email, '@', 2)) END AS domain, "
+            f"CASE WHEN NOT {plain} THEN email END AS other_email FROM {name}"
+        ).to_arrow_table()
+    finally:
+        con.unregister(name)
+    domains = pc.dictionary_encode(checked["domain"].combine_chunks())
+    takes_mail = pa.array(
+        [domain_takes_mail(d) for d in domains.dictionary.to_pylist()], pa.bool_()
+    )
+    # A plain address has a domain; the others (a missing one too) have none.
+    others = np.flatnonzero(domains.indices.is_null().to_numpy(zero_copy_only=False))
+    addresses = pc.dictionary_encode(checked["other_email"].combine_chunks().take(others))
+    address_errors = [email_check(raw)[1] for raw in addresses.dictionary.to_pylist()]
+    # A missing address, the one null among the others, is never in the dictionary.
+    errors = pa.array([*address_errors, email_check(None)[1]], pa.string()).take(
+        pc.fill_null(addresses.indices, len(address_errors))
+    )
+    email_error = np.full(rows.num_rows, None, dtype=object)
+    invalid = pc.invert(pc.fill_null(takes_mail.take(domains.indices), True))
+    email_error[invalid.to_numpy(zero_copy_only=False)] = MALFORMED_EMAIL
+    email_error[others] = errors.to_numpy(zero_copy_only=False)
+    formula = np.full(rows.num_rows, None, dtype=object)
+    # The first field holding a formula is named: the later ones are written first.
+    found = in_parallel(_formulas, rows.select(CANONICAL_FIELDS).columns)
+    for field, at in reversed(list(zip(CANONICAL_FIELDS, found, strict=True))):
+        formula[at] = field
+    rejected = np.flatnonzero((email_error != None) | (formula != None))  # noqa: E711
+    values = rows.take(pa.array(rejected, pa.int64())).to_pylist()
     rejections = []
-    for row in rejected.to_pylist():
-        if row["formula_field"] is not None:
-            field = row["formula_field"]
+    for row, field, error in zip(values, formula[rejected], email_error[rejected], strict=True):
+        if field is not None:
             reason = "value looks like a spreadsheet formula (CSV injection)"
             rejections.append(Rejection(row["line"], field, row[field], reason))
         else:
-            rejections.append(Rejection(row["line"], "email", row["email"], row["email_error"]))
-    return rejections
+            rejections.append(Rejection(row["line"], "email", row["email"], error))
+    return sorted(rejections, key=lambda r: r.line)
+
+
+# The first bytes of a value looks_like_formula may be true of (each an ASCII character).
+_FORMULA_FIRST_BYTES = pa.array([c.encode() for c in "=@\t\r+-"], pa.binary())
+
+
+def _formulas(values: pa.ChunkedArray) -> np.ndarray:
+    """The rows of ``values`` that look like a spreadsheet formula: looks_like_formula of
+    the distinct values that begin with a character a formula can begin with (phone
+    numbers with their + among them)."""
+    first = pc.binary_slice(values.cast(pa.binary()), 0, 1)
+    in_set = pc.is_in(first, value_set=_FORMULA_FIRST_BYTES)
+    maybe = np.flatnonzero(pc.fill_null(in_set, False).to_numpy(zero_copy_only=False))
+    candidates = pc.dictionary_encode(values.take(pa.array(maybe, pa.int64())).combine_chunks())
+    looks = np.array([looks_like_formula(v) for v in candidates.dictionary.to_pylist()], dtype=bool)
+    return maybe[looks[candidates.indices.to_numpy(zero_copy_only=False)]]
