@@ -3,9 +3,11 @@ tables in ``config/scoring.yaml``."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -133,13 +135,34 @@ def score_fit(
     company). Uses the bundled tables unless ``rules`` is given.
     """
     tables = (rules or default_scoring_rules()).tables
-    parts = [
-        _looked_up("industry", industry, tables.industry, tables.industry.points),
-        _employees(employees, tables.employees),
-        _looked_up("country", country_code, tables.country, tables.country.points),
-        _looked_up("seniority", seniority, tables.seniority, tables.seniority.points),
-        _looked_up("function", function, tables.function, tables.function.points),
-    ]
+    return fit_of(
+        (
+            _looked_up("industry", industry, tables.industry, tables.industry.points),
+            _employees(employees, tables.employees),
+            _looked_up("country", country_code, tables.country, tables.country.points),
+            _looked_up("seniority", seniority, tables.seniority, tables.seniority.points),
+            _looked_up("function", function, tables.function, tables.function.points),
+        )
+    )
+
+
+def fit_part(attribute: str, value: Any, rules: ScoringRules | None = None) -> tuple[int, str]:
+    """The points and the reason's label one attribute of score_fit (its keyword) adds on
+    its own: score_fit is fit_of the parts of its five attributes."""
+    tables = (rules or default_scoring_rules()).tables
+    if attribute == "employees":
+        return _employees(value, tables.employees)
+    table, name = {
+        "industry": (tables.industry, "industry"),
+        "country_code": (tables.country, "country"),
+        "seniority": (tables.seniority, "seniority"),
+        "function": (tables.function, "function"),
+    }[attribute]
+    return _looked_up(name, value, table, table.points)
+
+
+def fit_of(parts: Sequence[tuple[int, str]]) -> Score:
+    """The fit score of the points and reason labels of a lead's attributes (fit_part)."""
     total = sum(points for points, _ in parts)
     reasons = [f"{label} {points:+d}" for points, label in parts if points]
     value = min(100, max(0, total))

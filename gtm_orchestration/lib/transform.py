@@ -61,7 +61,7 @@ from gtm_orchestration.lib.routing import (
     round_robin_owner,
     route_lead,
 )
-from gtm_orchestration.lib.scoring import score_fit
+from gtm_orchestration.lib.scoring import fit_of, fit_part, score_fit
 from gtm_orchestration.lib.validation import plain_email_sql
 
 # Columns the transform needs besides the canonical fields.
@@ -472,9 +472,7 @@ def transform_leads(
     del rows
     _score_and_route(con, leads)
     leads_table = pa.table({name: leads[name] for name in LEAD_COLUMNS})
-    con.register("t_out_leads", leads_table)
-    companies = _companies(con, "t_out_leads")
-    return leads_table, companies
+    return leads_table, _companies(con, leads_table)
 
 
 # The canonical fields the transform reads.
@@ -777,14 +775,25 @@ def _score_and_route(con: duckdb.DuckDBPyConnection, leads: dict[str, pa.Array])
     """Add the fit score and the route of each of ``leads``, and its lifecycle stage:
     score_fit and route_lead run once per distinct combination of the values they tell
     apart."""
-    fit = _derive(
-        [
-            _represented(_encoded(leads[column]), _scored_alone(keyword))
-            for keyword, column in _FIT_INPUTS.items()
-        ],
-        _fit,
-        [("score", pa.int64()), ("reasons", _S)],
-    )
+    # The score adds up the points of each attribute: the parts are looked up once per
+    # distinct value, and added up once per distinct combination of parts.
+    parts: list[list[tuple[int, str]]] = []
+    part_codes = []
+    for keyword, column in _FIT_INPUTS.items():
+        values = _encoded(leads[column])
+        ids: dict[tuple[int, str], int] = {}
+        part_ids = np.array(
+            [ids.setdefault(_part(keyword, v), len(ids)) for v in values.values.to_pylist()],
+            dtype=np.int64,
+        )
+        parts.append(list(ids))
+        part_codes.append(_Column(pa.array(np.arange(len(ids))), part_ids[values.codes]))
+
+    def fit_of_parts(*ids: int) -> tuple[int, str]:
+        score = fit_of([attribute[i] for attribute, i in zip(parts, ids, strict=True)])
+        return score.value, "; ".join(score.reasons)
+
+    fit = _derive(part_codes, fit_of_parts, [("score", pa.int64()), ("reasons", _S)])
     leads["fit_score"] = _materialized(fit["score"])
     leads["fit_reasons"] = _materialized(fit["reasons"])
     leads |= _routes(con, leads)
@@ -894,12 +903,10 @@ def _round_robin_deals(
     return deals["deal"].to_numpy().astype(np.int64)
 
 
-def _scored_alone(attribute: str) -> Callable[[Any], object]:
-    """The score of a lead known only by ``attribute`` (a keyword of score_fit). The score
-    adds up the points of each attribute (config/scoring.yaml), so values scoring alike on
-    their own score alike with any other attributes."""
-    unknown = dict.fromkeys(("industry", "employees", "country_code", "seniority", "function"))
-    return lambda value: score_fit(**(unknown | {attribute: value}))
+def _part(attribute: str, value: Any) -> tuple[int, str]:
+    # fit_of gives the label of a part that adds no points no reason: such parts are alike.
+    points, label = fit_part(attribute, value)
+    return (points, label) if points else (0, "")
 
 
 # The lead columns score_fit reads, by its keyword.
@@ -942,6 +949,23 @@ def _routed_by_email_domain(email_domain: str | None) -> object:
     return route.territory, route.rule
 
 
+def _newest_rank(leads: pa.Table) -> pa.Array | None:
+    """Each lead's place in the order of (landed_at, source_file, line) as one number, which
+    arg_max compares faster than the three; None when one of them is missing somewhere or
+    a line is out of range."""
+    line = leads["line"]
+    if any(leads[c].null_count for c in ("landed_at", "source_file", "line")) or (
+        len(line) and (pc.min(line).as_py() < 0 or pc.max(line).as_py() >= 1 << 32)
+    ):
+        return None
+    stamps, files = _encoded(leads["landed_at"]), _encoded(leads["source_file"])
+    codes, first = _combinations([stamps, files])
+    keys = zip(stamps.take(first).to_pylist(), files.take(first).to_pylist(), strict=True)
+    ranks = np.empty(len(first), dtype=np.int64)
+    ranks[sorted(range(len(first)), key=list(keys).__getitem__)] = np.arange(len(first))
+    return pa.array((ranks[codes] << 32) + line.to_numpy().astype(np.int64))
+
+
 def _company_fit(
     industry: str | None, employees: int | None, country_code: str | None
 ) -> tuple[int, str]:
@@ -961,23 +985,37 @@ def _company_route(
     return (route.territory,)
 
 
-def _companies(con: duckdb.DuckDBPyConnection, leads: str) -> pa.Table:
+def _companies(con: duckdb.DuckDBPyConnection, leads: pa.Table) -> pa.Table:
     """One company per domain: the newest non-empty firmographics among its leads, newest
     by their records as leads are merged (landed_at, then source_file and line)."""
     newest = ["company", "company_industry", "country", "country_code", "state", "annual_revenue"]
     # By landed_at alone, leads of one file tie and arg_max would pick any of them, as DuckDB
     # happens to split the work.
-    order = "{'landed_at': landed_at, 'source_file': source_file, 'line': line}"
+    rank = _newest_rank(leads)
+    table = leads.select(["domain", *newest, "employees"])
+    if rank is None:
+        order = "{'landed_at': landed_at, 'source_file': source_file, 'line': line}"
+        table = table.append_column("landed_at", leads["landed_at"])
+        table = table.append_column("source_file", leads["source_file"])
+        table = table.append_column("line", leads["line"])
+    else:
+        order = "newest"
+        table = table.append_column("newest", rank)
     picks = ", ".join(
         f"arg_max({c}, {order}) FILTER (WHERE {c} IS NOT NULL) AS {c}" for c in newest
     )
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE t_companies AS
-        SELECT domain, {picks}, max(employees) AS employees, count(*) AS leads
-        FROM {leads} WHERE domain IS NOT NULL GROUP BY domain
-        """
-    )
+    name = f"company_leads_{next(_tables)}"
+    con.register(name, table)
+    try:
+        con.execute(
+            f"""
+            CREATE OR REPLACE TEMP TABLE t_companies AS
+            SELECT domain, {picks}, max(employees) AS employees, count(*) AS leads
+            FROM {name} WHERE domain IS NOT NULL GROUP BY domain
+            """
+        )
+    finally:
+        con.unregister(name)
     fit = _lookup(
         con,
         "t_companies",
