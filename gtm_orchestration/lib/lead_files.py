@@ -109,9 +109,13 @@ class _FileShape:
                 head = (head + block)[: len(_BOM)]
             shape.size += len(block)
             shape.blank = shape.blank and not block.strip()
-            shape.cr += block.count(b"\r")
+            cr = block.count(b"\r")
+            shape.cr += cr
             shape.lf += block.count(b"\n")
-            shape.crlf += block.count(b"\r\n") + (tail.endswith(b"\r") and block[:1] == b"\n")
+            # A block without CR has no CRLF of its own: a file with LF alone is counted once.
+            shape.crlf += (block.count(b"\r\n") if cr else 0) + (
+                tail.endswith(b"\r") and block[:1] == b"\n"
+            )
             tail = (tail + block)[-2:]
         shape.bom = head == _BOM
         shape.ends_with_lf = tail.endswith(b"\n")
@@ -376,9 +380,10 @@ def _read_by_duckdb(
     if quoted:
         return None
     columns = "{" + ", ".join(f"'f{i}': 'VARCHAR'" for i in range(width)) + "}"
+    # The records in file order (the reader keeps it), straight into Arrow.
     try:
-        con.execute(
-            "CREATE TEMP TABLE file_parsed AS SELECT * FROM read_csv($path, header = true, "
+        parsed = con.execute(
+            "SELECT * FROM read_csv($path, header = true, "
             f"columns = {columns}, delim = ',', quote = '\"', escape = '\"', "
             "strict_mode = true, auto_detect = false, null_padding = false, "
             "store_rejects = true, rejects_table = 'file_rejects', "
@@ -386,7 +391,7 @@ def _read_by_duckdb(
             # No new_line: the file breaks lines with LF or CRLF throughout (_newline), which
             # DuckDB tells; given '\\r\\n', DuckDB 1.5 reads no rows at all.
             {"path": name},
-        )
+        ).to_arrow_table()
     except duckdb.Error:
         return None
     refused = con.execute("SELECT line, error_type FROM file_rejects").fetchall()
@@ -417,10 +422,8 @@ def _read_by_duckdb(
             "SELECT n FROM file_starts WHERE record IN (SELECT record FROM refused_records)"
         ).fetchall()
     ]
-    counts = con.execute(
-        "SELECT (SELECT count(*) FROM file_record_lines), (SELECT count(*) FROM file_parsed)"
-    ).fetchall()[0]
-    if counts[0] != counts[1] or len(refused_lines) != len(refused):
+    (records,) = con.execute("SELECT count(*) FROM file_record_lines").fetchall()[0]
+    if records != parsed.num_rows or len(refused_lines) != len(refused):
         return None
 
     # Records over several lines, and the refused ones, as csv reads them.
@@ -449,24 +452,29 @@ def _read_by_duckdb(
         elif first in firsts:
             spanning_values[first] = values
     if spanning_values:
-        fields = ", ".join(f"p.f{i}" for i in range(width))
-        parsed_spanning = con.execute(
-            f"SELECT s.n, {fields} FROM file_parsed AS p JOIN file_record_lines AS s "
-            f"ON p.rowid = s.k WHERE s.n IN ({', '.join(map(str, spanning_values))})"
-        ).fetchall()
+        lines, records = zip(
+            *con.execute(
+                "SELECT n, k FROM file_record_lines "
+                f"WHERE n IN ({', '.join(map(str, spanning_values))})"
+            ).fetchall(),
+            strict=True,
+        )
+        parsed_spanning = parsed.take(pa.array(records, pa.int64())).to_pylist()
         # DuckDB reads an empty value as NULL.
-        parsed_values = {n: [v or "" for v in values] for n, *values in parsed_spanning}
+        parsed_values = {
+            n: [v or "" for v in record.values()]
+            for n, record in zip(lines, parsed_spanning, strict=True)
+        }
         if parsed_values != spanning_values:
             return None
 
-    # The records in file order (a scan of one table keeps its order), each on its line.
-    parsed = con.execute("SELECT * FROM file_parsed").to_arrow_table()
+    # Each record on its line.
     record_lines = (
         con.sql("SELECT (n + 1)::INTEGER AS line FROM file_record_lines ORDER BY k")
         .to_arrow_table()
         .column("line")
     )
-    for table in ("file_lines", "file_parsed", "file_starts", "file_record_lines"):
+    for table in ("file_lines", "file_starts", "file_record_lines"):
         con.execute(f"DROP TABLE {table}")
     values = in_parallel(_stripped, [parsed.column(f"f{i}") for i in range(width)])
     del parsed
