@@ -401,29 +401,22 @@ def _read_by_duckdb(
         return None
     continued = [n for first, last in spans for n in range(first + 1, last + 1)]
     con.register("continued_lines", pa.table({"n": pa.array(continued, pa.int64())}))
-    con.register(
-        "refused_records", pa.table({"record": pa.array([line for line, _ in refused], pa.int64())})
+    # The lines that begin a record (not continuing one), numbered from 1 as DuckDB's
+    # rejects number records; a scan of one table keeps the lines in order.
+    empty = (
+        con.execute("SELECT strlen(line) = 0 AS empty FROM file_lines")
+        .to_arrow_table()
+        .column("empty")
+        .to_numpy()
     )
-    # The lines that begin a record, numbered as DuckDB's rejects number them.
-    con.execute(
-        "CREATE TEMP TABLE file_starts AS "
-        "SELECT rowid AS n, row_number() OVER (ORDER BY rowid) AS record, "
-        "strlen(line) = 0 AS empty FROM file_lines "
-        "WHERE rowid NOT IN (SELECT n FROM continued_lines)"
-    )
-    con.execute(
-        "CREATE TEMP TABLE file_record_lines AS "
-        "SELECT n, row_number() OVER (ORDER BY n) - 1 AS k FROM file_starts "
-        "WHERE n > 0 AND NOT empty AND record NOT IN (SELECT record FROM refused_records)"
-    )
-    refused_lines = [
-        n
-        for (n,) in con.execute(
-            "SELECT n FROM file_starts WHERE record IN (SELECT record FROM refused_records)"
-        ).fetchall()
-    ]
-    (records,) = con.execute("SELECT count(*) FROM file_record_lines").fetchall()[0]
-    if records != parsed.num_rows or len(refused_lines) != len(refused):
+    begins = np.ones(len(empty), dtype=bool)
+    begins[continued] = False
+    starts = np.flatnonzero(begins)
+    refused_starts = np.isin(np.arange(1, len(starts) + 1), [line for line, _ in refused])
+    refused_lines = starts[refused_starts].tolist()
+    # The line of each record DuckDB read: not the header, not empty, not refused.
+    record_starts = starts[(starts > 0) & ~empty[starts] & ~refused_starts]
+    if len(record_starts) != parsed.num_rows or len(refused_lines) != len(refused):
         return None
 
     # Records over several lines, and the refused ones, as csv reads them.
@@ -452,13 +445,10 @@ def _read_by_duckdb(
         elif first in firsts:
             spanning_values[first] = values
     if spanning_values:
-        lines, records = zip(
-            *con.execute(
-                "SELECT n, k FROM file_record_lines "
-                f"WHERE n IN ({', '.join(map(str, spanning_values))})"
-            ).fetchall(),
-            strict=True,
-        )
+        lines = np.array(list(spanning_values), dtype=np.int64)
+        at = np.searchsorted(record_starts, lines).clip(max=max(len(record_starts) - 1, 0))
+        read = (record_starts[at] == lines) if len(record_starts) else np.zeros(0, dtype=bool)
+        lines, records = lines[read].tolist(), at[read]
         parsed_spanning = parsed.take(pa.array(records, pa.int64())).to_pylist()
         # DuckDB reads an empty value as NULL.
         parsed_values = {
@@ -469,13 +459,8 @@ def _read_by_duckdb(
             return None
 
     # Each record on its line.
-    record_lines = (
-        con.sql("SELECT (n + 1)::INTEGER AS line FROM file_record_lines ORDER BY k")
-        .to_arrow_table()
-        .column("line")
-    )
-    for table in ("file_lines", "file_starts", "file_record_lines"):
-        con.execute(f"DROP TABLE {table}")
+    record_lines = pa.chunked_array([pa.array(record_starts + 1, pa.int32())])
+    con.execute("DROP TABLE file_lines")
     values = in_parallel(_stripped, [parsed.column(f"f{i}") for i in range(width)])
     del parsed
     # A record of empty values is a blank line: neither a row nor rejected.
