@@ -527,6 +527,10 @@ def _normalized_rows(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> dict[str,
     email_domain = _Column(
         pa.concat_arrays([lower_domain.values, other_domains.values]), domain_codes
     )
+    # Whether each row's normalized address is plain, as routing asks: a row's as it is,
+    # and the others' once per distinct normalized address.
+    plain = np.ones(len(as_is), dtype=bool)
+    plain[others] = _plain(con, normalized)[codes]
 
     website = _derive([column["website"]], _website_domain, [("v", _S)])["v"]
     # The domain of the website, else of the address when it is not free mail.
@@ -581,6 +585,8 @@ def _normalized_rows(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> dict[str,
     return {
         "email": email,
         "identity": identity,
+        "plain": _as_is(pa.array(plain)),
+        "email_domain": email_domain,
         "first_name": _derive([column["first_name"]], _name, [("v", _S)])["v"],
         "last_name": _derive([column["last_name"]], _name, [("v", _S)])["v"],
         "title": _mapped(column["title"], _blank_trimmed, _S),
@@ -614,6 +620,17 @@ def _normalized_rows(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> dict[str,
 
 # Raw columns read as they are or by the e-mail rules, not encoded value by value.
 _NOT_ENCODED = frozenset(("email", "line"))
+
+
+def _plain(con: duckdb.DuckDBPyConnection, emails: pa.Array) -> np.ndarray:
+    """Whether each of ``emails`` is plain (``plain_email_sql``)."""
+    name = f"emails_{next(_tables)}"
+    con.register(name, pa.table({"email": emails}))
+    try:
+        tested = con.execute(f"SELECT {plain_email_sql('email')} AS plain FROM {name}")
+        return tested.to_arrow_table()["plain"].to_numpy()
+    finally:
+        con.unregister(name)
 
 
 def _plain_addresses(
@@ -679,7 +696,7 @@ def _merged_leads(con: duckdb.DuckDBPyConnection, rows: dict[str, _Column]) -> d
         codes = np.where(single, column.codes[first_rows], len(column.values) + merged_at)
         return values.take(pa.array(codes))
 
-    names = ["email", *_MERGED_COLUMNS, "flags"]
+    names = ["email", *_WITH_EMAIL, *_MERGED_COLUMNS, "flags"]
     leads = dict(zip(names, in_parallel(lead_column, names), strict=True))
     counts = merged["records_merged"].to_numpy()
     leads["records_merged"] = pa.array(np.where(single, 1, counts[merged_at] if len(counts) else 1))
@@ -698,6 +715,8 @@ def _sorted(con: duckdb.DuckDBPyConnection, values: pa.Array) -> tuple[np.ndarra
     return result["i"].to_numpy(), result["v"].combine_chunks()
 
 
+# What a lead keeps of the row its address comes from (the first seen).
+_WITH_EMAIL = ("plain", "email_domain")
 # The lead columns a merge picks the newest non-empty value of.
 _MERGED_COLUMNS = tuple(c for c in LEAD_COLUMNS if c not in _DERIVED_AFTER_MERGE)
 
@@ -715,7 +734,7 @@ def _merge(
         }
         | {
             name: rows[name].take(merged)
-            for name in ("email", "identity", *_MERGED_COLUMNS, "flags")
+            for name in ("email", "identity", *_WITH_EMAIL, *_MERGED_COLUMNS, "flags")
         }
     )
     name = f"merged_rows_{next(_tables)}"
@@ -737,13 +756,18 @@ def _merge_query(relation: str, columns: list[str]) -> str:
 
     def pick(column: str) -> str:
         rank = rules.rank_sql(column, "newest_source")
-        order = "seq" if rank == "0" else f"{{'rank': {rank}, 'seq': seq}}"
+        # Rank, then seq, as one number (seq counts rows: far below 2^40).
+        order = "seq" if rank == "0" else f"({rank}) * {1 << 40} + seq"
         return f"arg_max({column}, {order}) FILTER (WHERE {column} IS NOT NULL) AS {column}"
 
+    with_email = ", ".join(
+        f"arg_min({c}, seq) FILTER (WHERE email IS NOT NULL) AS {c}" for c in _WITH_EMAIL
+    )
     # A flag that several of the rows carry (the same company's failed lookup) once.
     every_flag = "list_filter(flatten(list(string_split(flags, chr(31)))), lambda f: f <> '')"
     return f"""
-        SELECT identity, arg_min(email, seq) AS email, {", ".join(pick(c) for c in columns)},
+        SELECT identity, arg_min(email, seq) AS email, {with_email},
+               {", ".join(pick(c) for c in columns)},
                nullif(array_to_string(list_sort(list_distinct({every_flag})), '; '), '')
                    AS flags,
                count(*) AS records_merged
@@ -807,16 +831,7 @@ def _routes(con: duckdb.DuckDBPyConnection, leads: dict[str, pa.Array]) -> dict[
     differently, the round robin deals the owners in SQL (see ``_route_domain``); addresses
     that are not plain, or whose owners the rules do not tell, are routed one by one.
     """
-    name = f"lead_emails_{next(_tables)}"
-    con.register(name, pa.table({"email": leads["email"]}))
-    try:
-        emails = con.execute(
-            f"SELECT {plain_email_sql('email')} AS plain, split_part(email, '@', 2) AS domain "
-            f"FROM {name}"
-        ).to_arrow_table()
-    finally:
-        con.unregister(name)
-    plain = emails["plain"].to_numpy()
+    plain = leads["plain"].to_numpy(zero_copy_only=False)
     employees = _represented(_encoded(leads["employees"]), _segments_reached)
     domain = _encoded(leads["domain"])
     country_code = _encoded(leads["country_code"])
@@ -826,7 +841,7 @@ def _routes(con: duckdb.DuckDBPyConnection, leads: dict[str, pa.Array]) -> dict[
         [
             column.of_rows(by_domain_rows)
             for column in (
-                _represented(_encoded(emails["domain"]), _routed_by_email_domain),
+                _represented(_encoded(leads["email_domain"]), _routed_by_email_domain),
                 _represented(domain, _routed_by_domain),
                 country_code,
                 state,
