@@ -389,7 +389,11 @@ def identity_email(raw: str | None, providers: EmailProviders | None = None) -> 
     rules are in ``email_providers.yaml``. Returns None when empty or not an address (no
     single ``@`` between a local part and a domain). ``normalize_email`` stays the CRM's key.
     """
-    address = normalize_email(raw)
+    return identity_of_address(normalize_email(raw), providers)
+
+
+def identity_of_address(address: str | None, providers: EmailProviders | None = None) -> str | None:
+    """``identity_email`` of an address ``normalize_email`` gave."""
     if address is None or address.count("@") != 1:
         return None
     local, domain = address.split("@")

@@ -45,7 +45,7 @@ from gtm_orchestration.lib.normalize import (
     clean_company_name,
     default_email_providers,
     domain_from_website,
-    identity_email,
+    identity_of_address,
     is_free_email_domain,
     normalize_country,
     normalize_email,
@@ -141,7 +141,8 @@ _tables = itertools.count()
 
 
 def _email(raw: str | None) -> tuple[str | None, str | None]:
-    return normalize_email(raw), identity_email(raw)
+    email = normalize_email(raw)
+    return email, identity_of_address(email)
 
 
 def _name(raw: str | None) -> tuple[str | None]:
