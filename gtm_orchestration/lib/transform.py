@@ -512,7 +512,7 @@ def _normalized_rows(con: duckdb.DuckDBPyConnection, raw: pa.Table) -> dict[str,
     looked_up = _derive([other], _email, [("v", _S), ("identity", _S)])
     normalized = looked_up["v"].values
     identities = pc.coalesce(looked_up["identity"].values, normalized)
-    other_domains = _mapped(looked_up["v"], _split_domain, _S)
+    other_domains = _recoded(_mapped(looked_up["v"], _split_domain, _S))
     mask = pa.array(~as_is)
     codes = looked_up["v"].codes
 
