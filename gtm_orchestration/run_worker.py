@@ -16,6 +16,7 @@ import importlib
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -55,11 +56,19 @@ def code_files(pointer: CodePointer) -> dict[str, float]:
     return {str(p): p.stat().st_mtime for p in paths if p.exists()}
 
 
-def changed_since(snapshot: Mapping[str, float]) -> bool:
-    """True if a file of ``snapshot`` was modified or removed since it was taken."""
+# File times come from a coarse clock: a file written just after a moment may be stamped a
+# few milliseconds before it.
+_CLOCK_SLACK_S = 1.0
+
+
+def changed_since(snapshot: Mapping[str, float], imported_at: float | None = None) -> bool:
+    """True if a file of ``snapshot`` was modified or removed since it was taken, or was
+    written after ``imported_at`` (when the worker began importing the code: it may have
+    read the file before or after that write)."""
+    newest = None if imported_at is None else imported_at - _CLOCK_SLACK_S
     for path, mtime in snapshot.items():
         try:
-            if os.stat(path).st_mtime != mtime:
+            if os.stat(path).st_mtime != mtime or (newest is not None and mtime >= newest):
                 return True
         except FileNotFoundError:
             return True
@@ -100,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     pointer = deserialize_value(args.code_pointer, CodePointer)
     with capture_interrupts():
+        imported_at = time.time()
         prepare(pointer, args.warm_up)
         snapshot = code_files(pointer)
         instance_ref = deserialize_value(args.instance_ref, InstanceRef)
@@ -109,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             line = sys.stdin.readline()
             if not line.strip():
                 return 0  # the launcher went away or retired this worker
-            if changed_since(snapshot):
+            if changed_since(snapshot, imported_at):
                 os.execv(
                     sys.executable,
                     [

@@ -1,4 +1,5 @@
-"""Running per-value Python rules over a batch: once per distinct value, joined back in SQL."""
+"""Batch work on Arrow data: a scratch DuckDB, per-value Python rules joined back in SQL,
+whole-column work on every core."""
 
 from __future__ import annotations
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pyarrow as pa
+import pytest
 
+from gtm_orchestration.lib import transform
 from gtm_orchestration.lib.batch import scratch_connection
 from gtm_orchestration.lib.mapping import CANONICAL_FIELDS
 from gtm_orchestration.lib.routing import ROUND_ROBIN_SQL, round_robin_owner, route_lead
@@ -73,6 +75,38 @@ def test_each_lead_is_scored_and_routed_as_the_rules_score_and_route_it() -> Non
             route.owner_id,
             route.rule,
         )
+
+
+def test_the_same_rows_give_the_same_leads_in_any_order_from_a_table_or_a_relation() -> None:
+    rows = _raw_rows()
+    con = scratch_connection()
+    leads, companies = transform_leads(con, rows)
+    reversed_rows = rows.take(pa.array(range(rows.num_rows - 1, -1, -1)))
+    con.register("reversed_rows", reversed_rows)
+    from_relation = transform_leads(con, "reversed_rows")
+    con.close()
+
+    # Leads come in the order of their identities, whatever the order of the rows; merged
+    # leads (the 40 repeated records) take the same values either way.
+    assert leads.to_pylist() == from_relation[0].to_pylist()
+    assert companies.to_pylist() == from_relation[1].to_pylist()
+    assert sorted(leads["records_merged"].to_pylist())[-40:] == [2] * 40
+
+
+def test_rules_over_several_columns_tell_every_combination_apart_when_keys_are_renumbered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A combination of several columns' codes is one number until it would pass a bound,
+    # then renumbered; a bound of a few combinations renumbers at every column.
+    rows = _raw_rows()
+    con = scratch_connection()
+    leads, companies = transform_leads(con, rows)
+    monkeypatch.setattr(transform, "_KEY_BOUND", 16)
+    renumbered = transform_leads(con, rows)
+    con.close()
+
+    assert leads.equals(renumbered[0])
+    assert companies.equals(renumbered[1])
 
 
 def test_the_round_robin_deals_in_sql_as_in_python() -> None:
