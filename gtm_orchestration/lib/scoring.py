@@ -134,31 +134,32 @@ def score_fit(
     ISO alpha-2 code, ``seniority`` and ``function`` the title classification (None for a
     company). Uses the bundled tables unless ``rules`` is given.
     """
-    tables = (rules or default_scoring_rules()).tables
-    return fit_of(
-        (
-            _looked_up("industry", industry, tables.industry, tables.industry.points),
-            _employees(employees, tables.employees),
-            _looked_up("country", country_code, tables.country, tables.country.points),
-            _looked_up("seniority", seniority, tables.seniority, tables.seniority.points),
-            _looked_up("function", function, tables.function, tables.function.points),
-        )
-    )
+    attributes = {
+        "industry": industry,
+        "employees": employees,
+        "country_code": country_code,
+        "seniority": seniority,
+        "function": function,
+    }
+    return fit_of([fit_part(name, value, rules) for name, value in attributes.items()])
 
 
 def fit_part(attribute: str, value: Any, rules: ScoringRules | None = None) -> tuple[int, str]:
-    """The points and the reason's label one attribute of score_fit (its keyword) adds on
-    its own: score_fit is fit_of the parts of its five attributes."""
+    """The points and the reason's label that one attribute of score_fit (its keyword) adds
+    on its own: score_fit is fit_of the parts of its five attributes. A part of no points
+    gives no reason and has no label, so that parts alike in effect are equal."""
     tables = (rules or default_scoring_rules()).tables
     if attribute == "employees":
-        return _employees(value, tables.employees)
-    table, name = {
-        "industry": (tables.industry, "industry"),
-        "country_code": (tables.country, "country"),
-        "seniority": (tables.seniority, "seniority"),
-        "function": (tables.function, "function"),
-    }[attribute]
-    return _looked_up(name, value, table, table.points)
+        points, label = _employees(value, tables.employees)
+    else:
+        table, name = {
+            "industry": (tables.industry, "industry"),
+            "country_code": (tables.country, "country"),
+            "seniority": (tables.seniority, "seniority"),
+            "function": (tables.function, "function"),
+        }[attribute]
+        points, label = _looked_up(name, value, table, table.points)
+    return (points, label) if points else (0, "")
 
 
 def fit_of(parts: Sequence[tuple[int, str]]) -> Score:

@@ -40,7 +40,7 @@ from gtm_orchestration.lib.conversion import (
     to_crm_currency,
 )
 from gtm_orchestration.lib.identity import identity_rules
-from gtm_orchestration.lib.mapping import load_registry
+from gtm_orchestration.lib.mapping import CANONICAL_FIELDS, load_registry
 from gtm_orchestration.lib.normalize import (
     clean_company_name,
     default_email_providers,
@@ -348,6 +348,17 @@ class _Column:
         return _Column(self.values, self.codes[rows])
 
 
+def _queried(con: duckdb.DuckDBPyConnection, table: pa.Table, query: str) -> pa.Table:
+    """The result of ``query`` over ``table``, which it names ``{t}``: a projection keeps
+    the table's row order."""
+    name = f"batch_{next(_tables)}"
+    con.register(name, table)
+    try:
+        return con.execute(query.replace("{t}", name)).to_arrow_table()
+    finally:
+        con.unregister(name)
+
+
 def _encoded(array: pa.Array | pa.ChunkedArray) -> _Column:
     """``array`` as its distinct values (a null last) and each row's index into them."""
     if isinstance(array, pa.ChunkedArray):
@@ -460,7 +471,7 @@ def transform_leads(
     each field wins) and one company per domain, columns LEAD_COLUMNS / COMPANY_COLUMNS,
     leads in the order of the identities of their addresses.
     """
-    columns = [*_RAW_FIELDS, *PROVENANCE_COLUMNS]
+    columns = [*CANONICAL_FIELDS, *PROVENANCE_COLUMNS]
     if isinstance(raw, str):
         present = {c[0] for c in con.execute(f"DESCRIBE {raw}").fetchall()}
         selected = [*columns, *(c for c in _OPTIONAL_FIELDS if c in present)]
@@ -476,24 +487,6 @@ def transform_leads(
     return leads_table, _companies(con, leads_table)
 
 
-# The canonical fields the transform reads.
-_RAW_FIELDS = (
-    "email",
-    "first_name",
-    "last_name",
-    "title",
-    "company",
-    "website",
-    "phone",
-    "country",
-    "state",
-    "city",
-    "industry",
-    "annual_revenue",
-    "employees",
-    "submitted_at",
-    "marketing_opt_in",
-)
 # Raw columns read when there: the flag of an enrichment lookup that failed (enrich_rows).
 _OPTIONAL_FIELDS = ("enrichment_flag",)
 
@@ -625,13 +618,8 @@ _NOT_ENCODED = frozenset(("email", "line"))
 
 def _plain(con: duckdb.DuckDBPyConnection, emails: pa.Array) -> np.ndarray:
     """Whether each of ``emails`` is plain (``plain_email_sql``)."""
-    name = f"emails_{next(_tables)}"
-    con.register(name, pa.table({"email": emails}))
-    try:
-        tested = con.execute(f"SELECT {plain_email_sql('email')} AS plain FROM {name}")
-        return tested.to_arrow_table()["plain"].to_numpy()
-    finally:
-        con.unregister(name)
+    query = f"SELECT {plain_email_sql('email')} AS plain FROM {{t}}"
+    return _queried(con, pa.table({"email": emails}), query)["plain"].to_numpy()
 
 
 def _plain_addresses(
@@ -640,24 +628,18 @@ def _plain_addresses(
     """Which of ``emails`` are, in lower case, both their normalized form and their identity
     (``as_is_email_sql``), and the domain of each in lower case. The test of the domain's
     mailbox rules runs once per distinct domain."""
-    providers = default_email_providers()
-    name = f"emails_{next(_tables)}"
-    con.register(name, pa.table({"email": emails}))
-    try:
-        tested = con.execute(
-            f"SELECT {plain_email_sql('email')} AS plain, "
-            f"split_part(lower(email), '@', 2) AS domain FROM {name}"
-        ).to_arrow_table()
-    finally:
-        con.unregister(name)
+    tested = _queried(
+        con,
+        pa.table({"email": emails}),
+        f"SELECT {plain_email_sql('email')} AS plain, "
+        "split_part(lower(email), '@', 2) AS domain FROM {t}",
+    )
     domain = _encoded(tested["domain"])
-    con.register(name, pa.table({"domain": domain.values}))
-    try:
-        ruled = con.execute(
-            f"SELECT {providers.rule_may_apply_sql('domain')} AS ruled FROM {name}"
-        ).to_arrow_table()
-    finally:
-        con.unregister(name)
+    ruled = _queried(
+        con,
+        pa.table({"domain": domain.values}),
+        f"SELECT {default_email_providers().rule_may_apply_sql('domain')} AS ruled FROM {{t}}",
+    )
     may_apply = ruled["ruled"].to_numpy()[domain.codes]
     return tested["plain"].to_numpy() & ~may_apply, domain
 
@@ -707,12 +689,11 @@ def _merged_leads(con: duckdb.DuckDBPyConnection, rows: dict[str, _Column]) -> d
 def _sorted(con: duckdb.DuckDBPyConnection, values: pa.Array) -> tuple[np.ndarray, pa.Array]:
     """The order of ``values`` (nulls last, ties in their order) and the values in it:
     sorted by DuckDB on all threads, in the order its ORDER BY gives."""
-    name = f"sorted_{next(_tables)}"
-    con.register(name, pa.table({"i": np.arange(len(values)), "v": values}))
-    try:
-        result = con.execute(f"SELECT i, v FROM {name} ORDER BY v NULLS LAST, i").to_arrow_table()
-    finally:
-        con.unregister(name)
+    result = _queried(
+        con,
+        pa.table({"i": np.arange(len(values)), "v": values}),
+        "SELECT i, v FROM {t} ORDER BY v NULLS LAST, i",
+    )
     return result["i"].to_numpy(), result["v"].combine_chunks()
 
 
@@ -738,12 +719,7 @@ def _merge(
             for name in ("email", "identity", *_WITH_EMAIL, *_MERGED_COLUMNS, "flags")
         }
     )
-    name = f"merged_rows_{next(_tables)}"
-    con.register(name, table)
-    try:
-        return con.execute(_merge_query(name, list(_MERGED_COLUMNS))).to_arrow_table()
-    finally:
-        con.unregister(name)
+    return _queried(con, table, _merge_query("{t}", list(_MERGED_COLUMNS)))
 
 
 def _merge_query(relation: str, columns: list[str]) -> str:
@@ -808,7 +784,7 @@ def _score_and_route(con: duckdb.DuckDBPyConnection, leads: dict[str, pa.Array])
         values = _encoded(leads[column])
         ids: dict[tuple[int, str], int] = {}
         part_ids = np.array(
-            [ids.setdefault(_part(keyword, v), len(ids)) for v in values.values.to_pylist()],
+            [ids.setdefault(fit_part(keyword, v), len(ids)) for v in values.values.to_pylist()],
             dtype=np.int64,
         )
         parts.append(list(ids))
@@ -908,21 +884,12 @@ def _round_robin_deals(
 ) -> np.ndarray:
     """The 0-based index of the owner each of ``emails`` is dealt, among as many ``owners``
     as its entry gives, by ``ROUND_ROBIN_SQL``."""
-    name = f"deals_{next(_tables)}"
-    con.register(name, pa.table({"email": emails, "owners": owners.astype(np.uint64)}))
-    try:
-        deals = con.execute(
-            f"SELECT {ROUND_ROBIN_SQL.format(email='email', owners='owners')} AS deal FROM {name}"
-        ).to_arrow_table()
-    finally:
-        con.unregister(name)
+    deals = _queried(
+        con,
+        pa.table({"email": emails, "owners": owners.astype(np.uint64)}),
+        f"SELECT {ROUND_ROBIN_SQL.format(email='email', owners='owners')} AS deal FROM {{t}}",
+    )
     return deals["deal"].to_numpy().astype(np.int64)
-
-
-def _part(attribute: str, value: Any) -> tuple[int, str]:
-    # fit_of gives the label of a part that adds no points no reason: such parts are alike.
-    points, label = fit_part(attribute, value)
-    return (points, label) if points else (0, "")
 
 
 # The lead columns score_fit reads, by its keyword.
